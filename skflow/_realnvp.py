@@ -1,0 +1,178 @@
+"""RealNVP: affine coupling flow with MLP conditioners."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+from sklearn.utils._param_validation import StrOptions
+
+from .base import BaseFlowDensity
+from .engine.conditioners import MLP
+from .engine.coupling import coupling_stack
+from .engine.elementwise import AffineMap
+from .engine.transforms import Transform
+
+__all__ = ["RealNVPDensity"]
+
+
+class RealNVPDensity(BaseFlowDensity):
+    """Density estimation with a RealNVP affine coupling flow.
+
+    Each of the ``n_layers`` layers is an ActNorm, an optional mixing of the
+    features, and an affine coupling ``y_t = x_t * exp(s(x_c)) + t(x_c)``
+    whose log-scale ``s`` and shift ``t`` come from a multi-layer perceptron
+    on the other half of the features.  The log-scale is soft-clamped to
+    ``[-3, 3]`` per layer and every coupling starts as the identity.
+
+    Data are standardised internally; :meth:`score_samples` still returns
+    log-densities in the units of the input.
+
+    Read more in the :ref:`User Guide <user_guide>`.
+
+    Parameters
+    ----------
+    n_layers : int, default=6
+        Number of coupling layers.
+    hidden_dims : tuple of int, default=(64, 64)
+        Hidden layer widths of each conditioner MLP.
+    mixing : {"alternate", "reverse", "random", "lu"}, default="alternate"
+        How features are mixed between couplings: only alternating masks, a
+        reversal, a seeded random permutation, or a learned LU-parametrised
+        invertible linear map (Glow).
+    max_iter : int, default=500
+        Maximum number of epochs.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` uses ``min(256, n_samples)``.
+    learning_rate : float, default=1e-3
+        Peak learning rate of Adam, annealed to zero by a cosine schedule
+        over ``max_iter`` epochs.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW).
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop when their
+        log-likelihood has not improved by ``tol`` for ``n_iter_no_change``
+        epochs and keep the best state.  If ``False`` (or if the data set is
+        too small to hold rows out) the training loss is monitored instead.
+    validation_fraction : float, default=0.1
+        Fraction of rows held out for early stopping.
+    n_iter_no_change : int, default=20
+        Patience, in epochs.
+    tol : float, default=1e-4
+        Minimal improvement, in nats per sample.
+    warm_start : bool, default=False
+        Continue from the previous fit's flow instead of building a new one.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the model initialisation, the validation split and the
+        mini-batch order.  An int gives bit-identical results on the CPU.
+    verbose : int, default=0
+        Print training progress (1: about 20 lines per fit, 2: every epoch).
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where training runs.  The fitted model always lives on the CPU.
+
+    Attributes
+    ----------
+    flow_ : skflow.engine.Flow
+        The fitted torch flow (float64, CPU, eval mode).
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+    n_iter_ : int
+        Number of epochs run.
+    loss_curve_ : list of float
+        Mean training negative log-likelihood per epoch (standardised units).
+    validation_scores_ : list of float or None
+        Mean held-out log-likelihood per epoch (standardised units), or
+        ``None`` without early stopping.
+    n_parameters_ : int
+        Number of trainable parameters.
+
+    See Also
+    --------
+    FerumalFlowDensity : Coupling flow with kernel-machine conditioners.
+    SplineFlowDensity : Rational-quadratic spline flows.
+    sklearn.mixture.GaussianMixture : Gaussian mixture density.
+    sklearn.neighbors.KernelDensity : Kernel density estimate.
+
+    Notes
+    -----
+    Training runs in float32; the fitted flow is converted to float64, in
+    which all inference is done, so ``inverse_transform(transform(X))``
+    recovers ``X`` to about 1e-10 and scores do not depend on batch size.
+
+    References
+    ----------
+    .. [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, "Density estimation using
+       Real NVP", ICLR 2017, arXiv:1605.08803.
+    .. [2] D. P. Kingma, P. Dhariwal, "Glow: Generative Flow with Invertible
+       1x1 Convolutions", NeurIPS 2018, arXiv:1807.03039.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from skflow import RealNVPDensity
+    >>> X = load_iris().data
+    >>> flow = RealNVPDensity(n_layers=4, max_iter=50, random_state=0).fit(X)
+    >>> flow.score_samples(X[:3]).shape
+    (3,)
+    >>> flow.sample(5, random_state=0).shape
+    (5, 4)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseFlowDensity._parameter_constraints,
+        "hidden_dims": [tuple],
+        "mixing": [StrOptions({"alternate", "reverse", "random", "lu"})],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_layers=6,
+        hidden_dims=(64, 64),
+        mixing="alternate",
+        max_iter=500,
+        batch_size="auto",
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        tol=1e-4,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+    ):
+        super().__init__(
+            n_layers=n_layers,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            warm_start=warm_start,
+            random_state=random_state,
+            verbose=verbose,
+            device=device,
+        )
+        self.hidden_dims = hidden_dims
+        self.mixing = mixing
+
+    def _build_transforms(self, n_features: int, generator: torch.Generator) -> list[Transform]:
+        if not all(isinstance(h, Integral) and h >= 1 for h in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be a tuple of positive ints, got {self.hidden_dims!r}.")
+        hidden = tuple(int(h) for h in self.hidden_dims)
+        return coupling_stack(
+            n_features,
+            self.n_layers,
+            lambda n_in, n_out: MLP(n_in, n_out, hidden),
+            AffineMap,
+            mixing=self.mixing,
+            generator=generator,
+        )

@@ -1,0 +1,27 @@
+"""The torch engine of skflow: bijections, flows and training.
+
+Nothing in this package imports scikit-learn; the estimators in
+:mod:`skflow` are a thin layer over it.
+"""
+
+from .coupling import Coupling, alternating_mask
+from .elementwise import AffineMap, Elementwise, ElementwiseMap, SplineMap
+from .flow import Flow, standard_normal_log_prob
+from .transforms import ActNorm, Compose, FixedAffine, LULinear, Permutation, Transform
+
+__all__ = [
+    "ActNorm",
+    "AffineMap",
+    "Compose",
+    "Coupling",
+    "Elementwise",
+    "ElementwiseMap",
+    "FixedAffine",
+    "Flow",
+    "LULinear",
+    "Permutation",
+    "SplineMap",
+    "Transform",
+    "alternating_mask",
+    "standard_normal_log_prob",
+]

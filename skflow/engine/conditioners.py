@@ -1,0 +1,44 @@
+"""Conditioners: networks that map the conditioning features to parameters.
+
+A conditioner maps ``(n, in_features)`` to ``(n, out_features)``; a coupling
+layer reshapes the output into per-feature parameters of its element-wise
+map.  The last layer is zero-initialised so a fresh coupling is the identity.
+The kernel-machine conditioner of the Ferumal flow lives in
+:mod:`skflow.engine.kernels`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron with a zero-initialised output layer.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths.
+    hidden_dims : tuple of int
+        Widths of the hidden layers; ``()`` gives a single linear layer.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden_dims: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for hidden in hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.GELU()]
+            width = hidden
+        output = nn.Linear(width, out_features)
+        # Zero output: the coupling starts as the identity and the initial
+        # loss is the (data-initialised) base density, a stable start.
+        nn.init.zeros_(output.weight)
+        nn.init.zeros_(output.bias)
+        layers.append(output)
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network(x)

@@ -1,0 +1,211 @@
+"""The bijection contract, composition and the generic layers.
+
+Every bijection in skflow is a :class:`Transform`: ``forward(x)`` returns
+``(y, log|det J_f(x)|)`` and ``inverse(y)`` returns ``(x, log|det J_{f^-1}(y)|)``,
+one log-determinant per row.  Composition, tests and log-det bookkeeping are
+written once against that contract (the design of nflows' and zuko's
+transforms).
+
+Transforms that need to see data before training (ActNorm's data-dependent
+initialisation, the auxiliary points of a kernel conditioner) implement
+:meth:`Transform.data_init`; :class:`Compose` propagates the data through the
+layers so each layer is initialised on what it will actually receive.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Transform",
+    "Compose",
+    "FixedAffine",
+    "ActNorm",
+    "Permutation",
+    "LULinear",
+]
+
+# Floor on a standard deviation used to initialise a scale: a constant
+# column must not produce log(0).
+_MIN_SCALE = 1e-6
+
+
+class Transform(nn.Module):
+    """A bijection ``R^d -> R^d`` with a tractable log-determinant."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        """Map ``x`` to ``y``; return ``(y, log|det dy/dx|)`` per row."""
+        raise NotImplementedError
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        """Map ``y`` back to ``x``; return ``(x, log|det dx/dy|)`` per row."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def data_init(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """Initialise data-dependent state from a batch ``x`` of inputs.
+
+        The default does nothing.  Called once, before training.
+        """
+
+
+class Compose(Transform):
+    """Composition ``f_k o ... o f_1`` of transforms, applied left to right."""
+
+    def __init__(self, transforms: list[Transform]) -> None:
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        total = x.new_zeros(x.shape[0])
+        for transform in self.transforms:
+            x, ladj = transform(x)
+            total = total + ladj
+        return x, total
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        total = y.new_zeros(y.shape[0])
+        for transform in reversed(self.transforms):
+            y, ladj = transform.inverse(y)
+            total = total + ladj
+        return y, total
+
+    @torch.no_grad()
+    def data_init(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        for transform in self.transforms:
+            transform.data_init(x, generator)
+            x, _ = transform(x)
+
+
+class FixedAffine(Transform):
+    """Non-trainable ``y = (x - loc) / scale``; used for standardisation.
+
+    Kept inside the flow so that densities are reported in the units of the
+    input: the standardisation enters through its log-determinant.
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor) -> None:
+        super().__init__()
+        if torch.any(scale <= 0):
+            raise ValueError("scale must be positive")
+        self.register_buffer("loc", loc.clone())
+        self.register_buffer("log_scale", torch.log(scale))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = (x - self.loc) * torch.exp(-self.log_scale)
+        return y, (-self.log_scale.sum()).expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = y * torch.exp(self.log_scale) + self.loc
+        return x, self.log_scale.sum().expand(y.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"features={self.loc.numel()}"
+
+
+class ActNorm(Transform):
+    """Per-feature affine normalisation with data-dependent init (Glow).
+
+    ``y = (x - loc) * exp(-log_scale)``.  Starts as the identity;
+    :meth:`data_init` sets ``loc``/``log_scale`` so that the initialisation
+    batch leaves with zero mean and unit variance.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = features
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = (x - self.loc) * torch.exp(-self.log_scale)
+        return y, (-self.log_scale.sum()).expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = y * torch.exp(self.log_scale) + self.loc
+        return x, self.log_scale.sum().expand(y.shape[0])
+
+    @torch.no_grad()
+    def data_init(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        if x.shape[0] < 2:
+            return
+        std = x.std(dim=0).clamp_min(_MIN_SCALE)
+        self.loc.copy_(x.mean(dim=0))
+        self.log_scale.copy_(torch.log(std))
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}"
+
+
+class Permutation(Transform):
+    """Fixed permutation of the features (volume preserving)."""
+
+    def __init__(self, permutation: Tensor) -> None:
+        super().__init__()
+        permutation = torch.as_tensor(permutation, dtype=torch.long)
+        if not torch.equal(
+            torch.sort(permutation).values, torch.arange(permutation.numel())
+        ):
+            raise ValueError("not a permutation")
+        self.register_buffer("permutation", permutation)
+        self.register_buffer("inverse_permutation", torch.argsort(permutation))
+
+    @classmethod
+    def reverse(cls, features: int) -> Permutation:
+        """The permutation that reverses the order of the features."""
+        return cls(torch.arange(features - 1, -1, -1))
+
+    @classmethod
+    def random(cls, features: int, generator: torch.Generator) -> Permutation:
+        """A seeded random permutation."""
+        return cls(torch.randperm(features, generator=generator))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, self.permutation], x.new_zeros(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y[:, self.inverse_permutation], y.new_zeros(y.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"features={self.permutation.numel()}"
+
+
+class LULinear(Transform):
+    """Invertible linear map ``y = x W^T`` with ``W = L U`` (Glow, Sec. 3.2).
+
+    ``L`` is unit lower triangular and ``U`` upper triangular with a positive
+    diagonal ``exp(log_diag)``, so ``log|det W| = sum(log_diag)`` costs O(d)
+    and the inverse is two triangular solves.  Starts as the identity; a
+    fixed permutation in front (``P`` in Glow) is a separate
+    :class:`Permutation`.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = features
+        self.lower = nn.Parameter(torch.zeros(features, features))
+        self.upper = nn.Parameter(torch.zeros(features, features))
+        self.log_diag = nn.Parameter(torch.zeros(features))
+
+    def _factors(self) -> tuple[Tensor, Tensor]:
+        eye = torch.eye(self.features, dtype=self.lower.dtype, device=self.lower.device)
+        lower = torch.tril(self.lower, -1) + eye
+        upper = torch.triu(self.upper, 1) + torch.diag(torch.exp(self.log_diag))
+        return lower, upper
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        lower, upper = self._factors()
+        y = x @ upper.T @ lower.T
+        return y, self.log_diag.sum().expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        lower, upper = self._factors()
+        # Solve W x^T = y^T as L (U x^T) = y^T.
+        h = torch.linalg.solve_triangular(lower, y.T, upper=False, unitriangular=True)
+        x = torch.linalg.solve_triangular(upper, h, upper=True).T
+        return x, (-self.log_diag.sum()).expand(y.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}"
+

@@ -1,0 +1,45 @@
+"""Shared fixtures: fast instances of every skflow estimator."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skflow
+
+# Small, quick configurations: the contract does not depend on model size.
+FAST_PARAMS = {
+    "RealNVPDensity": dict(n_layers=2, hidden_dims=(8,), max_iter=5),
+    "FerumalFlowDensity": dict(n_layers=2, n_aux_points=10, max_iter=5),
+    "SplineFlowDensity": dict(n_layers=2, hidden_dims=(8,), n_bins=4, max_iter=5),
+}
+
+
+def fast_estimators(**extra):
+    """One fast instance of each estimator that exists in this checkout."""
+    out = []
+    for name, params in FAST_PARAMS.items():
+        cls = getattr(skflow, name, None)
+        if cls is not None:
+            out.append(cls(**params, **extra))
+    return out
+
+
+def estimator_id(est):
+    return type(est).__name__
+
+
+SHARED_DATA = Path(os.environ.get("SKFLOW_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rng():
+    return np.random.RandomState(0)
