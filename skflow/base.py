@@ -55,6 +55,40 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _body(flow: Flow) -> Flow:
+    """The trainable part of a fitted flow (everything after standardisation).
+
+    Shares its modules with ``flow``: training it trains ``flow``.
+    """
+    return Flow(Compose(list(flow.transform.transforms)[1:]), flow.features)
+
+
+def _location_scale(X, weight, rows):
+    """(Weighted) mean and standard deviation of ``X[rows]``, overflow-safe.
+
+    Columns are divided by their largest magnitude first, so data near the
+    float64 limit (|x| ~ 1e300) still gives finite statistics; rows are
+    visited in chunks, so no full-size temporary is made.
+    """
+    rows = np.arange(X.shape[0]) if rows is None else rows
+    chunks = [rows[i : i + _INFERENCE_CHUNK] for i in range(0, rows.size, _INFERENCE_CHUNK)]
+    magnitude = np.max([np.abs(X[c]).max(axis=0) for c in chunks], axis=0).astype(np.float64)
+    magnitude[magnitude == 0] = 1.0
+
+    def weighted_sum(fn):
+        total, norm = 0.0, 0.0
+        for c in chunks:
+            values = fn(X[c].astype(np.float64) / magnitude)
+            w = np.ones(c.size) if weight is None else weight[c]
+            total = total + w @ values
+            norm += w.sum()
+        return total / norm
+
+    mean = weighted_sum(lambda v: v)
+    var = weighted_sum(lambda v: (v - mean) ** 2)
+    return mean * magnitude, np.sqrt(var) * magnitude
+
+
 class BaseFlowDensity(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator, metaclass=ABCMeta
 ):
@@ -139,14 +173,13 @@ class BaseFlowDensity(
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         X, weight = self._check_weights(X, sample_weight)
-        fitted = self.warm_start and hasattr(self, "flow_")
         rng = check_random_state(self.random_state)
-        X_train, w_train, X_val, w_val = self._split(X, weight, rng)
-        if not fitted:
-            self.flow_ = self._new_flow(X_train, w_train, rng)
+        train, val = self._split(X.shape[0], rng)
+        if not (self.warm_start and hasattr(self, "flow_")):
+            self.flow_ = self._new_flow(X, weight, train, rng)
             self.n_iter_, self.loss_curve_ = 0, []
-        self.validation_scores_ = [] if X_val is not None else None
-        self._train(X_train, w_train, X_val, w_val, rng, max_iter=self.max_iter, anneal=True)
+        self.validation_scores_ = [] if val is not None else None
+        self._train(X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -177,11 +210,15 @@ class BaseFlowDensity(
             self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=first)
         X, weight = self._check_weights(X, sample_weight)
-        rng = check_random_state(self.random_state) if first else check_random_state(None)
         if first:
-            self.flow_ = self._new_flow(X, weight, rng)
+            rng = check_random_state(self.random_state)
+            self.flow_ = self._new_flow(X, weight, None, rng)
             self.n_iter_, self.loss_curve_ = 0, []
             self.validation_scores_ = None
+        else:
+            # A fresh, reproducible stream of shuffling seeds per call.
+            seed = self.random_state if isinstance(self.random_state, Integral) else None
+            rng = check_random_state(None) if seed is None else np.random.RandomState([seed, self.n_iter_])
         self._train(X, weight, None, None, rng, max_iter=1, anneal=False)
         return self
 
@@ -198,24 +235,26 @@ class BaseFlowDensity(
             return X, None
         return X, weight / weight.mean()
 
-    def _split(self, X, weight, rng):
-        n = X.shape[0]
+    def _split(self, n, rng):
+        """Row indices of the training and validation parts (``None``: all / none)."""
         n_val = int(round(self.validation_fraction * n)) if self.early_stopping else 0
         if n_val < 1 or n - n_val < 2:
             # Too few rows to hold any out: monitor the training loss instead.
-            return X, weight, None, None
+            return None, None
         order = rng.permutation(n)
-        val, train = order[:n_val], order[n_val:]
-        if weight is None:
-            return X[train], None, X[val], None
-        return X[train], weight[train], X[val], weight[val]
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
 
-    def _new_flow(self, X, weight, rng) -> Flow:
+    def _new_flow(self, X, weight, rows, rng) -> Flow:
         n_features = X.shape[1]
-        X64 = X.astype(np.float64, copy=False)
-        loc = np.average(X64, axis=0, weights=weight)
-        scale = np.sqrt(np.average((X64 - loc) ** 2, axis=0, weights=weight))
+        loc, scale = _location_scale(X, weight, rows)
         constant = scale <= _CONSTANT_RTOL * np.maximum(np.abs(loc), 1.0)
+        if constant.any():
+            warnings.warn(
+                f"Features {np.flatnonzero(constant).tolist()} are constant in the training data: "
+                "they have no density, and the flow models them as a very narrow spike. Consider "
+                "removing them (e.g. sklearn.feature_selection.VarianceThreshold).",
+                UserWarning,
+            )
         scale[constant] = 1.0
         build_seed, init_seed = rng.randint(np.iinfo(np.int32).max, size=2)
         with torch.random.fork_rng(devices=[]):
@@ -223,27 +262,45 @@ class BaseFlowDensity(
             generator = torch.Generator().manual_seed(int(build_seed))
             layers = self._build_transforms(n_features, generator)
         standardise = FixedAffine(torch.tensor(loc), torch.tensor(scale))
-        flow = Flow(Compose([standardise, *layers]), n_features).to(_TRAIN_DTYPE)
-        init_rows = X
-        if X.shape[0] > _DATA_INIT_ROWS:
-            init_rows = X[rng.choice(X.shape[0], _DATA_INIT_ROWS, replace=False)]
-        generator = torch.Generator().manual_seed(int(init_seed))
-        flow.data_init(torch.tensor(init_rows, dtype=_TRAIN_DTYPE), generator)
-        return flow
+        flow = Flow(Compose([standardise, *layers]), n_features).to(_INFER_DTYPE)
+        rows = np.arange(X.shape[0]) if rows is None else rows
+        if rows.size > _DATA_INIT_ROWS:
+            rows = np.sort(rng.choice(rows, _DATA_INIT_ROWS, replace=False))
+        body = _body(flow).to(_TRAIN_DTYPE)
+        body.data_init(self._standardised(X[rows], flow), torch.Generator().manual_seed(int(init_seed)))
+        return flow.to(_INFER_DTYPE)
 
-    def _train(self, X, weight, X_val, w_val, rng, *, max_iter, anneal):
+    @staticmethod
+    def _standardised(X, flow) -> torch.Tensor:
+        """``X`` in standardised units as a float32 tensor, filled chunk by chunk.
+
+        This is the one copy of the data that training makes; standardising
+        in float64 first keeps values beyond float32's range usable.
+        """
+        standardise = flow.transform.transforms[0]
+        out = torch.empty(X.shape, dtype=_TRAIN_DTYPE)
+        with torch.no_grad():
+            for start in range(0, X.shape[0], _INFERENCE_CHUNK):
+                chunk = torch.tensor(X[start : start + _INFERENCE_CHUNK], dtype=_INFER_DTYPE)
+                out[start : start + _INFERENCE_CHUNK] = standardise(chunk)[0]
+        return out
+
+    def _train(self, X, weight, train, val, rng, *, max_iter, anneal):
         device = _resolve_device(self.device)
-        flow = self.flow_.to(device=device, dtype=_TRAIN_DTYPE)
-        batch_size = min(256, X.shape[0]) if self.batch_size == "auto" else self.batch_size
+        x = self._standardised(X, self.flow_)
+        body = _body(self.flow_).to(device=device, dtype=_TRAIN_DTYPE)
+        n_train = X.shape[0] if train is None else train.size
+        batch_size = min(256, n_train) if self.batch_size == "auto" else self.batch_size
         shuffle = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        as_tensor = lambda a: None if a is None else torch.tensor(a, dtype=_TRAIN_DTYPE)  # noqa: E731
-        trainer = Trainer(flow, learning_rate=self.learning_rate, weight_decay=self.weight_decay)
+        w = None if weight is None else torch.tensor(weight, dtype=_TRAIN_DTYPE)
+        trainer = Trainer(body, learning_rate=self.learning_rate, weight_decay=self.weight_decay)
         log_every = 1 if self.verbose >= 2 else max(1, max_iter // 20)
         result = trainer.fit(
-            as_tensor(X),
-            as_tensor(weight),
-            as_tensor(X_val),
-            as_tensor(w_val),
+            x,
+            w,
+            None if val is None else x[val],
+            None if (val is None or w is None) else w[val],
+            rows=None if train is None else torch.as_tensor(train),
             max_iter=max_iter,
             batch_size=batch_size,
             n_iter_no_change=self.n_iter_no_change,
@@ -253,8 +310,9 @@ class BaseFlowDensity(
             log=print if self.verbose else None,
             log_every=log_every,
         )
+        del x
         # Portable fitted state: float64 on the CPU, in eval mode.
-        self.flow_ = flow.to(device="cpu", dtype=_INFER_DTYPE).eval()
+        self.flow_ = self.flow_.to(device="cpu", dtype=_INFER_DTYPE).eval()
         self.n_iter_ += result.n_iter
         self.loss_curve_ = [*self.loss_curve_, *result.loss_curve]
         if self.validation_scores_ is not None:
@@ -274,7 +332,7 @@ class BaseFlowDensity(
                 f"{type(self).__name__} reached max_iter={self.max_iter} without converging.",
                 ConvergenceWarning,
             )
-        check = X if X.shape[0] <= _DATA_INIT_ROWS else X[: _DATA_INIT_ROWS]
+        check = X if X.shape[0] <= _DATA_INIT_ROWS else X[:_DATA_INIT_ROWS]
         if not np.all(np.isfinite(self._log_prob(check))):
             raise ValueError(
                 f"{type(self).__name__} could not fit a finite density to this data (non-finite "
@@ -282,16 +340,17 @@ class BaseFlowDensity(
             )
 
     # ------------------------------------------------------------- inference
-    def _chunks(self, array: np.ndarray, fn) -> np.ndarray:
-        out = []
+    def _chunks(self, array: np.ndarray, fn, shape) -> np.ndarray:
+        """Apply ``fn`` chunk by chunk into a preallocated output (bounded memory)."""
+        out = np.empty((array.shape[0], *shape), dtype=np.float64)
         with torch.no_grad():
             for start in range(0, array.shape[0], _INFERENCE_CHUNK):
                 chunk = torch.tensor(array[start : start + _INFERENCE_CHUNK], dtype=_INFER_DTYPE)
-                out.append(fn(chunk).numpy())
-        return np.concatenate(out) if out else np.empty((0,))
+                out[start : start + _INFERENCE_CHUNK] = fn(chunk).numpy()
+        return out
 
     def _log_prob(self, X: np.ndarray) -> np.ndarray:
-        log_prob = self._chunks(X, self.flow_.log_prob)
+        log_prob = self._chunks(X, self.flow_.log_prob, ())
         # Far beyond the data the density underflows; NaN would come from
         # inf - inf there, and the honest value is log(0).
         return np.where(np.isnan(log_prob), -np.inf, log_prob)
@@ -357,12 +416,12 @@ class BaseFlowDensity(
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         rng = check_random_state(random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        out = []
+        out = np.empty((n_samples, self.n_features_in_), dtype=np.float64)
         with torch.no_grad():
             for start in range(0, n_samples, _INFERENCE_CHUNK):
                 size = min(_INFERENCE_CHUNK, n_samples - start)
-                out.append(self.flow_.sample(size, generator).numpy())
-        return np.concatenate(out)
+                out[start : start + size] = self.flow_.sample(size, generator).numpy()
+        return out
 
     def transform(self, X):
         """Map samples to their latent standard-normal coordinates.
@@ -379,7 +438,7 @@ class BaseFlowDensity(
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._chunks(X, self.flow_.to_latent).reshape(-1, self.n_features_in_)
+        return self._chunks(X, self.flow_.to_latent, (self.n_features_in_,))
 
     def inverse_transform(self, Z):
         """Map latent coordinates back to data space.
@@ -402,7 +461,7 @@ class BaseFlowDensity(
                 f"Z has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-        return self._chunks(Z, self.flow_.from_latent).reshape(-1, self.n_features_in_)
+        return self._chunks(Z, self.flow_.from_latent, (self.n_features_in_,))
 
     @property
     def _n_features_out(self):

@@ -105,6 +105,7 @@ class Trainer:
         x_val: Tensor | None = None,
         weight_val: Tensor | None = None,
         *,
+        rows: Tensor | None = None,
         max_iter: int = 100,
         batch_size: int = 256,
         n_iter_no_change: int = 10,
@@ -121,10 +122,12 @@ class Trainer:
         ``n_iter_no_change`` epochs without an improvement larger than
         ``tol``; the best state is then restored.  Rows are moved to the
         flow's device one batch at a time, so ``x`` may stay on the CPU.
+        ``rows`` restricts training to those row indices of ``x`` (and
+        ``weight``) without copying them.
         """
         param = next(self.flow.parameters())
         device, dtype = param.device, param.dtype
-        n = x.shape[0]
+        n = x.shape[0] if rows is None else rows.numel()
         batch_size = min(batch_size, n)
         n_batches = math.ceil(n / batch_size)
         for group in self.optimizer.param_groups:
@@ -142,6 +145,8 @@ class Trainer:
             for epoch in range(1, max_iter + 1):
                 tic = time.perf_counter()
                 order = torch.randperm(n, generator=generator)
+                if rows is not None:
+                    order = rows[order]
                 epoch_loss, epoch_norm = 0.0, 0.0
                 for b in range(n_batches):
                     idx = order[b * batch_size : (b + 1) * batch_size]
