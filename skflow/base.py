@@ -38,9 +38,9 @@ _INFERENCE_CHUNK = 65536
 # Rows used for data-dependent initialisation (ActNorm statistics, auxiliary
 # points): enough for stable statistics, bounded cost on huge data sets.
 _DATA_INIT_ROWS = 10000
-# A column whose spread is below this fraction of its magnitude is treated as
-# constant: dividing by its (round-off) standard deviation would blow up.
-_CONSTANT_RTOL = 1e-12
+# A column whose spread is below this fraction (~50 ulps) of its magnitude is
+# constant: its standard deviation is round-off, dividing by it would blow up.
+_CONSTANT_RTOL = 1e-14
 # Training runs in float32 (about 2x faster on CPU); inference in float64 so
 # that round trips are exact and batch results do not depend on batch size.
 _TRAIN_DTYPE = torch.float32
@@ -247,7 +247,7 @@ class BaseFlowDensity(
     def _new_flow(self, X, weight, rows, rng) -> Flow:
         n_features = X.shape[1]
         loc, scale = _location_scale(X, weight, rows)
-        constant = scale <= _CONSTANT_RTOL * np.maximum(np.abs(loc), 1.0)
+        constant = (scale == 0) | (scale <= _CONSTANT_RTOL * np.abs(loc))
         if constant.any():
             warnings.warn(
                 f"Features {np.flatnonzero(constant).tolist()} are constant in the training data: "
