@@ -33,8 +33,9 @@ from .engine.training import Trainer
 
 __all__ = ["BaseFlowDensity"]
 
-# Rows per forward pass at inference: bounds memory on arbitrarily long inputs.
-_INFERENCE_CHUNK = 65536
+# Rows per forward pass at inference: bounds memory on arbitrarily long inputs,
+# and keeps the intermediate activations in cache (measured fastest at 4k-16k).
+_INFERENCE_CHUNK = 8192
 # Rows used for data-dependent initialisation (ActNorm statistics, auxiliary
 # points): enough for stable statistics, bounded cost on huge data sets.
 _DATA_INIT_ROWS = 10000
