@@ -36,14 +36,15 @@ class RealNVPDensity(BaseFlowDensity):
         Number of coupling layers.
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner MLP.
-    mixing : {"alternate", "reverse", "random", "lu"}, default="alternate"
+    mixing : {"alternate", "reverse", "random", "lu"}, default="lu"
         How features are mixed between couplings: only alternating masks, a
         reversal, a seeded random permutation, or a learned LU-parametrised
         invertible linear map (Glow).
     max_iter : int, default=500
         Maximum number of epochs.
     batch_size : int or "auto", default="auto"
-        Mini-batch size; ``"auto"`` uses ``min(256, n_samples)``.
+        Mini-batch size; ``"auto"`` uses ``min(256, max(32, n_samples // 8))``
+        so that small data sets still get several steps per epoch.
     learning_rate : float, default=1e-3
         Peak learning rate of Adam, annealed to zero by a cosine schedule
         over ``max_iter`` epochs.
@@ -132,7 +133,7 @@ class RealNVPDensity(BaseFlowDensity):
         *,
         n_layers=6,
         hidden_dims=(64, 64),
-        mixing="alternate",
+        mixing="lu",
         max_iter=500,
         batch_size="auto",
         learning_rate=1e-3,

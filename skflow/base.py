@@ -56,6 +56,16 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _auto_batch_size(n_train: int) -> int:
+    """``min(256, max(32, n_train // 8))``, capped at ``n_train``.
+
+    At least ~8 steps per epoch: on small data sets a full-batch epoch gives
+    early stopping too few optimiser steps to work with (measured on iris,
+    wine and breast_cancer: +1 to +10 nats held-out vs. one batch per epoch).
+    """
+    return min(n_train, 256, max(32, n_train // 8))
+
+
 def _body(flow: Flow) -> Flow:
     """The trainable part of a fitted flow (everything after standardisation).
 
@@ -291,7 +301,7 @@ class BaseFlowDensity(
         x = self._standardised(X, self.flow_)
         body = _body(self.flow_).to(device=device, dtype=_TRAIN_DTYPE)
         n_train = X.shape[0] if train is None else train.size
-        batch_size = min(256, n_train) if self.batch_size == "auto" else self.batch_size
+        batch_size = _auto_batch_size(n_train) if self.batch_size == "auto" else self.batch_size
         shuffle = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         w = None if weight is None else torch.tensor(weight, dtype=_TRAIN_DTYPE)
         trainer = Trainer(body, learning_rate=self.learning_rate, weight_decay=self.weight_decay)
