@@ -51,7 +51,7 @@ class Transform(nn.Module):
 
 
 class Compose(Transform):
-    """Composition ``f_k o ... o f_1`` of transforms, applied left to right."""
+    """Composition of transforms, applied in list order (first to last)."""
 
     def __init__(self, transforms: list[Transform]) -> None:
         super().__init__()
