@@ -2,7 +2,8 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import fast_estimators
+from conftest import FAST_PARAMS, fast_estimators
+from skflow import DensityOutlierDetector, RealNVPDensity
 
 # Mini-batch SGD with a random validation split sees a different sequence of
 # batches when rows are repeated instead of weighted: the weighted
@@ -16,7 +17,13 @@ EXPECTED_FAILED = {
 
 
 @parametrize_with_checks(
-    fast_estimators(random_state=0), expected_failed_checks=lambda est: EXPECTED_FAILED
+    [
+        *fast_estimators(random_state=0),
+        DensityOutlierDetector(
+            RealNVPDensity(**FAST_PARAMS["RealNVPDensity"]), n_estimators=2, random_state=0
+        ),
+    ],
+    expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from .elementwise import ElementwiseMap
 from .transforms import Transform
 
-__all__ = ["MaskedLinear", "MADE", "MaskedAutoregressive"]
+__all__ = ["MaskedLinear", "MADE", "MaskedAutoregressive", "autoregressive_stack"]
 
 
 class MaskedLinear(nn.Linear):
@@ -120,6 +120,17 @@ class MADE(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.output(self.hidden(x)).reshape(x.shape[0], self.features, self.n_params)
 
+    def feature_params(self, x: Tensor, feature: int) -> Tensor:
+        """``forward(x)[:, feature]``, ``(n, n_params)``, computing only that feature's outputs.
+
+        The output layer is most of the network (``features * n_params``
+        outputs); the inverse pass, which needs one feature at a time, skips
+        the other rows of it.
+        """
+        rows = slice(feature * self.n_params, (feature + 1) * self.n_params)
+        weight = self.output.weight[rows] * self.output.mask[rows]
+        return F.linear(self.hidden(x), weight, self.output.bias[rows])
+
     def extra_repr(self) -> str:
         return (
             f"features={self.features}, hidden_dims={self.hidden_dims}, "
@@ -179,17 +190,83 @@ class MaskedAutoregressive(Transform):
         return y, ladj.sum(dim=-1)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        degrees = self.made.degrees
         x = torch.zeros_like(y)
-        for k in range(self.features):
-            # After pass k every feature of degree <= k is exact, because its
-            # parameters only read features of lower degree.  Not-yet-solved
-            # features are kept at zero rather than at the current (arbitrary)
-            # estimate, so intermediate values never blow up.
-            x_k, ladj = self.map.inverse(y, self.made(x))
-            x = torch.where(degrees <= k, x_k, x)
-        # The last pass's ladj was evaluated with all inputs exact.
-        return x, ladj.sum(dim=-1)
+        ladj = y.new_zeros(y.shape[0])
+        # Pass k solves the one feature of degree k: its parameters only read
+        # features of lower degree, all exact by then, so they (and its
+        # log-derivative) are final.  Not-yet-solved features are kept at zero
+        # rather than at an arbitrary estimate, so nothing ever blows up.  Only
+        # that feature's parameters are computed, and the element-wise map
+        # runs on that one column.
+        for feature in torch.argsort(self.made.degrees).tolist():
+            column = torch.tensor([feature], device=y.device)
+            params = self.made.feature_params(x, feature).unsqueeze(1)
+            x_i, ladj_i = self.map.inverse(y.index_select(1, column), params)
+            x = x.index_copy(1, column, x_i)
+            ladj = ladj + ladj_i.squeeze(1)
+        return x, ladj
 
     def extra_repr(self) -> str:
         return f"features={self.features}"
+
+
+def autoregressive_stack(
+    features: int,
+    n_layers: int,
+    hidden_dims: tuple[int, ...],
+    elementwise_map_factory,
+    mixing: str = "lu",
+    generator: torch.Generator | None = None,
+) -> list[Transform]:
+    """The layers of a masked autoregressive flow (MAF / autoregressive NSF).
+
+    Each layer is ``ActNorm -> mixing -> MaskedAutoregressive``.  With a
+    single feature there is nothing to condition on and each layer becomes an
+    unconditional :class:`~skflow.engine.elementwise.Elementwise` bijection,
+    as in :func:`~skflow.engine.coupling.coupling_stack`.
+
+    Parameters
+    ----------
+    features : int
+        Data dimension.
+    n_layers : int
+        Number of autoregressive layers.
+    hidden_dims : tuple of int
+        Hidden widths of each layer's :class:`MADE`.
+    elementwise_map_factory : callable ``() -> ElementwiseMap``
+        Builds the element-wise bijection of one layer.
+    mixing : {"alternate", "reverse", "random", "lu"}
+        What mixes features between layers: nothing but an autoregressive
+        order that is reversed every other layer, a reversal permutation, a
+        seeded random permutation, or a learned LU-parametrised linear map
+        (Durkan et al.).  With ``"lu"`` the order also alternates, so even
+        the freshly built (identity) mixing lets every feature condition on
+        every other across two layers.
+    generator : torch.Generator, optional
+        Seeds the MADE initialisation and random permutations.
+    """
+    from .elementwise import Elementwise
+    from .transforms import ActNorm, LULinear, Permutation
+
+    if mixing not in ("alternate", "reverse", "random", "lu"):
+        raise ValueError(f"unknown mixing {mixing!r}")
+    layers: list[Transform] = []
+    natural = torch.arange(features)
+    for i in range(n_layers):
+        layers.append(ActNorm(features))
+        elementwise_map = elementwise_map_factory()
+        if features == 1:
+            layers.append(Elementwise(1, elementwise_map))
+            continue
+        if mixing == "reverse":
+            layers.append(Permutation.reverse(features))
+        elif mixing == "random":
+            layers.append(Permutation.random(features, generator))
+        elif mixing == "lu":
+            layers.append(LULinear(features))
+        # A permutation already reorders the features; reversing the order on
+        # top of a reversal would undo it.
+        alternate = mixing in ("alternate", "lu") and i % 2 == 1
+        order = natural.flip(0) if alternate else natural
+        layers.append(MaskedAutoregressive(features, hidden_dims, elementwise_map, order, generator))
+    return layers
