@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "test,examples"
-exec .venv/bin/python -m pytest -n 2 "$@"
+# Gallery examples (marked slow) run in the docs build and with `-m slow`.
+exec .venv/bin/python -m pytest -n 2 -m "not slow" "$@"
