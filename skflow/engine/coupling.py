@@ -107,7 +107,9 @@ def coupling_stack(
         Builds the element-wise bijection of one layer.
     mixing : {"alternate", "reverse", "random", "lu"}
         What mixes features between couplings: nothing beyond alternating
-        masks, a reversal, a seeded random permutation, or a learned
+        masks, a reversal, a seeded random permutation before every pair of
+        couplings (the two couplings of a pair transform complementary
+        halves, so no feature escapes being transformed), or a learned
         LU-parametrised linear map (Glow's invertible 1x1 convolution).
     generator : torch.Generator, optional
         Seeds random permutations.
@@ -125,7 +127,10 @@ def coupling_stack(
         if mixing == "reverse":
             layers.append(Permutation.reverse(features))
         elif mixing == "random":
-            layers.append(Permutation.random(features, generator))
+            # One permutation per pair of couplings: the pair's masks are complementary in
+            # the same coordinates, so every feature is transformed in every pair.
+            if i % 2 == 0:
+                layers.append(Permutation.random(features, generator))
         elif mixing == "lu":
             layers.append(LULinear(features))
         elif mixing != "alternate":

@@ -176,22 +176,28 @@ class LULinear(Transform):
 
     ``L`` is unit lower triangular and ``U`` upper triangular with a positive
     diagonal ``exp(log_diag)``, so ``log|det W| = sum(log_diag)`` costs O(d)
-    and the inverse is two triangular solves.  Starts as the identity; a
-    fixed permutation in front (``P`` in Glow) is a separate
-    :class:`Permutation`.
+    and the inverse is two triangular solves.  Only the free entries are
+    parameters (``d (d - 1) / 2`` below and above the diagonal, ``d`` on it:
+    ``d**2`` in all), so parameter counts are the map's degrees of freedom.
+    Starts as the identity; a fixed permutation in front (``P`` in Glow) is a
+    separate :class:`Permutation`.
     """
 
     def __init__(self, features: int) -> None:
         super().__init__()
         self.features = features
-        self.lower = nn.Parameter(torch.zeros(features, features))
-        self.upper = nn.Parameter(torch.zeros(features, features))
+        n_off = features * (features - 1) // 2
+        self.lower_entries = nn.Parameter(torch.zeros(n_off))
+        self.upper_entries = nn.Parameter(torch.zeros(n_off))
         self.log_diag = nn.Parameter(torch.zeros(features))
+        self.register_buffer("_lower_index", torch.tril_indices(features, features, -1), persistent=False)
+        self.register_buffer("_upper_index", torch.triu_indices(features, features, 1), persistent=False)
 
     def _factors(self) -> tuple[Tensor, Tensor]:
-        eye = torch.eye(self.features, dtype=self.lower.dtype, device=self.lower.device)
-        lower = torch.tril(self.lower, -1) + eye
-        upper = torch.triu(self.upper, 1) + torch.diag(torch.exp(self.log_diag))
+        d = self.features
+        eye = torch.eye(d, dtype=self.log_diag.dtype, device=self.log_diag.device)
+        lower = eye.index_put(tuple(self._lower_index), self.lower_entries)
+        upper = torch.diag(torch.exp(self.log_diag)).index_put(tuple(self._upper_index), self.upper_entries)
         return lower, upper
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -208,4 +214,3 @@ class LULinear(Transform):
 
     def extra_repr(self) -> str:
         return f"features={self.features}"
-

@@ -91,6 +91,22 @@ def test_actnorm_data_init_standardises():
     torch.testing.assert_close(y.std(0), torch.ones(D, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
+def test_lu_parameters_are_its_degrees_of_freedom():
+    layer = LULinear(D)
+    assert sum(p.numel() for p in layer.parameters()) == D * D
+    # Every free entry reaches the matrix: a perturbation of any one changes W.
+    x = torch.eye(D, dtype=torch.float64)
+    layer = perturb(layer.double())
+    base = layer(x)[0]
+    for p in layer.parameters():
+        for i in range(p.numel()):
+            with torch.no_grad():
+                p.view(-1)[i] += 0.1
+            assert not torch.allclose(layer(x)[0], base)
+            with torch.no_grad():
+                p.view(-1)[i] -= 0.1
+
+
 def test_coupling_leaves_conditioning_half_unchanged():
     layer = perturb(affine_coupling().double())
     x = x64()
@@ -115,6 +131,29 @@ def test_affine_log_scale_is_soft_clamped():
     params[..., 1] = 1e6
     _, ladj = AffineMap()(torch.ones(1, 1, dtype=torch.float64), params)
     assert ladj.item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("features", [2, 5, 13, 64])
+def test_random_mixing_transforms_every_feature_in_every_pair_of_couplings(features):
+    layers = coupling_stack(
+        features, 6, lambda i, o: MLP(i, o, ()), AffineMap, mixing="random",
+        generator=torch.Generator().manual_seed(0),
+    )
+    # Follow where each original feature sits through the permutations.
+    position = torch.arange(features)  # position[j] = current index of original feature j
+    transformed = []
+    for layer in layers:
+        if isinstance(layer, Permutation):
+            position = layer.inverse_permutation[position]
+        elif isinstance(layer, Coupling):
+            is_transformed = torch.zeros(features, dtype=torch.bool)
+            is_transformed[layer.transformed] = True
+            transformed.append(is_transformed[position])
+    assert len(transformed) == 6
+    for first, second in zip(transformed[::2], transformed[1::2]):
+        assert torch.all(first ^ second)  # complementary halves: each feature exactly once per pair
+    # and the pairs differ, so features meet different partners
+    assert not torch.equal(transformed[0], transformed[2]) or features == 2
 
 
 def test_coupling_stack_one_feature_is_elementwise():
