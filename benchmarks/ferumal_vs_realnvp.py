@@ -2,13 +2,14 @@
 
 Usage::
 
-    python benchmarks/ferumal_vs_realnvp.py [--quick] [--seeds N] [--out DIR]
+    python benchmarks/ferumal_vs_realnvp.py [--quick] [--seeds N] [--jobs N] [--out DIR]
 
 Prints a markdown table (data set x train size: held-out mean log-likelihood
 +- standard error, fit seconds and trainable parameters of each model), the
 k-means++ vs random auxiliary-point initialisation comparison, and writes
-``results.json``, ``results.md`` and ``convergence.png`` under
-``benchmarks/results/`` (git-ignored).
+``ferumal_vs_realnvp.json``, ``ferumal_vs_realnvp.md`` and
+``ferumal_vs_realnvp_convergence.png`` under ``benchmarks/results/``
+(git-ignored).
 
 Protocol
 --------
@@ -46,7 +47,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.special import i0e, logsumexp  # noqa: E402
+from scipy import special  # noqa: E402
+from scipy.special import logsumexp  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
@@ -60,6 +62,7 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "density"
 RESULTS = REPO / "benchmarks" / "results"
+STEM = "ferumal_vs_realnvp"  # output file names: <STEM>.md, <STEM>.json, <STEM>_convergence.png
 # Held-out rows per (data set, seed): enough for a tight mean, bounded cost.
 MAX_TEST_ROWS = 2000
 
@@ -140,7 +143,7 @@ def _rings_truth(radii=(1.0, 2.0, 3.0), noise: float = 0.15):
         s2 = noise**2
         arg = rho * radii[None] / s2
         # log[exp(-(rho^2 + r^2) / 2 s2) I0(rho r / s2)] with I0 = i0e * exp(arg)
-        log_terms = -((rho - radii[None]) ** 2) / (2 * s2) + np.log(i0e(arg)) - np.log(2 * np.pi * s2)
+        log_terms = -((rho - radii[None]) ** 2) / (2 * s2) + np.log(special.i0e(arg)) - np.log(2 * np.pi * s2)
         return logsumexp(log_terms + np.log(weights)[None], axis=1)
 
     return sample, logpdf
@@ -293,23 +296,35 @@ def _fmt(mean, se):
     return f"{mean:.2f} ± {se:.2f}"
 
 
-def _run_cells(cells, models, n_seeds, log):
+def _run_one(ds, n_train, seed, models):
+    """Every model on one (data set, size, seed): the same rows for all."""
+    torch.set_num_threads(1)
+    X_train, X_test, truth = ds.split(n_train, np.random.RandomState(seed))
+    runs = {name: fit_and_score(lambda: make(seed), X_train, X_test) for name, make in models.items()}
+    return X_train.shape[1], len(X_test), truth, runs
+
+
+def _run_cells(cells, models, n_seeds, log, n_jobs=1):
     """Fit every model on every (data set, size, seed); return raw results per cell."""
-    results = []
-    for ds, n_train in cells:
-        cell = {"dataset": ds.name, "n_train": n_train, "truth": [], "runs": {name: [] for name in models}}
-        for seed in range(n_seeds):
-            X_train, X_test, truth = ds.split(n_train, np.random.RandomState(seed))
-            cell["n_features"], cell["n_test"] = X_train.shape[1], len(X_test)
-            if truth is not None:
-                cell["truth"].append(truth)
-            for name, make in models.items():
-                run = fit_and_score(lambda: make(seed), X_train, X_test)
-                cell["runs"][name].append(run)
-                log(f"  {ds.name:22s} n={n_train:5d} seed={seed} {name:22s} "
-                    f"{np.mean(run['scores']):10.3f} {run['seconds']:6.1f}s")
-        results.append(cell)
-    return results
+    from joblib import Parallel, delayed
+
+    tasks = [(ds, n, seed) for ds, n in cells for seed in range(n_seeds)]
+    outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_run_one)(ds, n, seed, models) for ds, n, seed in tasks
+    )
+    results = {}
+    for (ds, n_train, seed), (n_features, n_test, truth, runs) in zip(tasks, outputs):
+        cell = results.setdefault((ds.name, n_train), {
+            "dataset": ds.name, "n_train": n_train, "n_features": n_features, "n_test": n_test,
+            "truth": [], "runs": {name: [] for name in models},
+        })
+        if truth is not None:
+            cell["truth"].append(truth)
+        for name, run in runs.items():
+            cell["runs"][name].append(run)
+            log(f"  {ds.name:22s} n={n_train:5d} seed={seed} {name:10s} "
+                f"{np.mean(run['scores']):10.3f} {run['seconds']:6.1f}s")
+    return list(results.values())
 
 
 def _table(results, models):
@@ -344,6 +359,43 @@ def _head_to_head(results, a, b):
         else:
             tie += 1
     return better, tie, worse
+
+
+def _convergence_table(results, a="Ferumal", b="RealNVP"):
+    """Epochs and seconds each flow needs to reach the validation level both reach.
+
+    Per seed the target is the lower of the two best validation scores; each
+    flow's time to first reach it is read off its curve (seconds: the fit
+    time spread evenly over its epochs).  Medians over seeds.
+    """
+    head = ["data set", "n_train", f"{a} epochs", f"{b} epochs", f"{a} s", f"{b} s",
+            f"{a} s/epoch", f"{b} s/epoch", f"{a} best val", f"{b} best val"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    faster = {a: 0, b: 0}
+    for cell in results:
+        stats = {m: {"epochs": [], "seconds": [], "per_epoch": [], "best": []} for m in (a, b)}
+        for run_a, run_b in zip(cell["runs"][a], cell["runs"][b]):
+            curves = {m: np.asarray(r["validation_scores"]) for m, r in ((a, run_a), (b, run_b))}
+            if any(c.size == 0 for c in curves.values()):
+                continue
+            target = min(c.max() for c in curves.values())
+            for m, run in ((a, run_a), (b, run_b)):
+                first = int(np.argmax(curves[m] >= target)) + 1
+                per_epoch = run["seconds"] / curves[m].size
+                stats[m]["epochs"].append(first)
+                stats[m]["seconds"].append(first * per_epoch)
+                stats[m]["per_epoch"].append(per_epoch)
+                stats[m]["best"].append(curves[m].max())
+        if not stats[a]["epochs"]:
+            continue
+        med = {m: {k: float(np.median(v)) for k, v in st.items()} for m, st in stats.items()}
+        faster[a if med[a]["seconds"] < med[b]["seconds"] else b] += 1
+        lines.append(
+            f"| {cell['dataset']} | {cell['n_train']} | {med[a]['epochs']:.0f} | {med[b]['epochs']:.0f} | "
+            f"{med[a]['seconds']:.1f} | {med[b]['seconds']:.1f} | {med[a]['per_epoch']:.3f} | "
+            f"{med[b]['per_epoch']:.3f} | {med[a]['best']:.2f} | {med[b]['best']:.2f} |"
+        )
+    return "\n".join(lines), faster
 
 
 def _plot_convergence(results, picks, path):
@@ -401,6 +453,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few sets, one seed (< 3 min on 2 cores)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--jobs", type=int, default=1, help="parallel fits (each single-threaded)")
     args = parser.parse_args(argv)
     n_seeds = args.seeds or (1 if args.quick else 3)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -409,7 +462,7 @@ def main(argv=None):
 
     cells = [(ds, n) for ds in datasets() for n in (ds.quick_sizes if args.quick else ds.sizes)]
     log(f"{len(cells)} cells x {n_seeds} seed(s)")
-    results = _run_cells(cells, MODELS, n_seeds, log)
+    results = _run_cells(cells, MODELS, n_seeds, log, args.jobs)
     table, wins = _table(results, MODELS)
 
     # k-means++ vs random initialisation of the auxiliary points.
@@ -419,7 +472,7 @@ def main(argv=None):
     }
     init_cells = [c for c in cells if c[1] >= 500 and c[0].name != "rings (2-D)"] if args.quick else cells
     log(f"aux_init comparison on {len(init_cells)} cells")
-    init_results = _run_cells(init_cells, {"random": init_models["random"]}, n_seeds, log)
+    init_results = _run_cells(init_cells, {"random": init_models["random"]}, n_seeds, log, args.jobs)
     by_key = {(c["dataset"], c["n_train"]): c for c in results}
     for cell in init_results:  # the default (k-means++) runs are the table's Ferumal runs
         cell["runs"]["kmeans++"] = by_key[(cell["dataset"], cell["n_train"])]["runs"]["Ferumal"]
@@ -429,6 +482,7 @@ def main(argv=None):
     h2h = {
         other: _head_to_head(results, "Ferumal", other) for other in MODELS if other != "Ferumal"
     }
+    conv_table, conv_faster = _convergence_table(results)
     elapsed = time.perf_counter() - tic
     lines = [
         f"# FerumalFlowDensity vs RealNVPDensity ({'quick' if args.quick else 'full'} run)",
@@ -445,6 +499,16 @@ def main(argv=None):
         "Ferumal vs each baseline, cells better / within one combined standard error / worse: "
         + "; ".join(f"{m}: {b}/{t}/{w}" for m, (b, t, w) in h2h.items()) + ".",
         "",
+        "## Convergence (validation log-likelihood, standardised units)",
+        "",
+        "Epochs / seconds until each flow's held-out (validation) log-likelihood first reaches the lower "
+        "of the two flows' best values, median over seeds; `best val` is the median best validation score.",
+        "",
+        conv_table,
+        "",
+        "Reached the common level first (median seconds): "
+        + ", ".join(f"{m} {k}" for m, k in conv_faster.items()) + " cells.",
+        "",
         "## Auxiliary-point initialisation (FerumalFlowDensity defaults otherwise)",
         "",
         init_table,
@@ -457,8 +521,8 @@ def main(argv=None):
     ]
     report = "\n".join(lines)
     print(report)
-    (args.out / "results.md").write_text(report + "\n")
-    plotted = _plot_convergence(results, CONVERGENCE_PICKS, args.out / "convergence.png")
+    (args.out / f"{STEM}.md").write_text(report + "\n")
+    plotted = _plot_convergence(results, CONVERGENCE_PICKS, args.out / f"{STEM}_convergence.png")
 
     def jsonable(cells_):
         out = []
@@ -489,10 +553,17 @@ def main(argv=None):
         "aux_init": jsonable(init_results),
         "head_to_head": {m: dict(zip(("better", "tie", "worse"), v)) for m, v in h2h.items()},
     }
-    (args.out / "results.json").write_text(json.dumps(payload, indent=1))
-    log(f"wrote {args.out / 'results.md'}, {args.out / 'results.json'}"
-        + (f", {args.out / 'convergence.png'}" if plotted else ""))
+    (args.out / f"{STEM}.json").write_text(json.dumps(payload, indent=1))
+    log(f"wrote {args.out / (STEM + '.md')}, {args.out / (STEM + '.json')}"
+        + (f", {args.out / (STEM + '_convergence.png')}" if plotted else ""))
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module, not __main__, so that parallel workers can
+    # unpickle its functions by reference.
+    here = str(Path(__file__).resolve().parent)
+    sys.path.insert(0, here)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    import ferumal_vs_realnvp
+
+    ferumal_vs_realnvp.main()
