@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "test,examples"
-# Gallery examples (marked slow) run in the docs build and with `-m slow`.
+# Gallery examples are marked slow: `.venv/bin/python -m pytest -m slow` runs them (CI does).
 exec .venv/bin/python -m pytest -n 2 -m "not slow" "$@"
