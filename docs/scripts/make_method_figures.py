@@ -12,6 +12,7 @@ every one is seeded, so a rerun gives the same picture.
 
 import argparse
 import io
+import runpy
 from pathlib import Path
 
 import matplotlib
@@ -21,10 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from sklearn.datasets import make_circles, make_moons  # noqa: E402
 
-from skflow import FerumalFlowDensity, SplineFlowDensity  # noqa: E402
-from skflow.engine import Coupling  # noqa: E402
+from skflow import SplineFlowDensity  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DPI = 110
@@ -139,107 +138,18 @@ def _save_palette_png(fig, out):
     image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(out, optimize=True)
 
 
-def two_moons_and_rings(random_state=0):
-    """The 2-D data of ``examples/plot_ferumal.py``: 1000 rows each."""
-    return {
-        "two moons": make_moons(n_samples=1000, noise=0.08, random_state=random_state)[0],
-        "two rings": make_circles(n_samples=1000, noise=0.05, factor=0.5, random_state=random_state)[0],
-    }
-
-
-def _couplings(model):
-    return [layer for layer in model.flow_.transform.transforms if isinstance(layer, Coupling)]
-
-
-def _conditioning_coordinate(model, X, k):
-    """Coordinate ``u`` that coupling ``k`` (0-based) conditions on, at the rows of ``X`` (float64)."""
-    x = torch.as_tensor(X, dtype=torch.float64)
-    target = _couplings(model)[k]
-    with torch.no_grad():
-        for layer in model.flow_.transform.transforms:
-            if layer is target:
-                return x[:, layer.conditioning].numpy().ravel()
-            x, _ = layer(x)
-
-
-def _kernel_machines(coupling, u):
-    """``(s(u), t(u))`` of a 2-D affine coupling: its output at the points ``(u, 0)``.
-
-    In its transformed coordinate ``0 * exp(s) + t = t``; its log-determinant is
-    ``s``, soft clamp included.
-    """
-    points = torch.zeros(len(u), 2, dtype=torch.float64)
-    points[:, coupling.conditioning] = torch.as_tensor(u, dtype=torch.float64)[:, None]
-    with torch.no_grad():
-        out, log_det = coupling(points)
-    return log_det.numpy(), out[:, coupling.transformed].numpy().ravel()
-
-
-AUX_COLOURS = ("tab:orange", "tab:blue")
-
-
-def _plot_aux_curves(ax, model, X, n_couplings=2):
-    """Fitted density, data, and the curves ``u_k(x) = a_i`` of the first couplings."""
-    lo, hi = X.min(axis=0) - 0.5, X.max(axis=0) + 0.5
-    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
-    grid = np.column_stack([xx.ravel(), yy.ravel()])
-    density = np.exp(model.score_samples(grid)).reshape(xx.shape)
-    ax.pcolormesh(xx, yy, density, cmap="Greys", vmax=0.8 * density.max(), shading="auto")
-    ax.scatter(X[:, 0], X[:, 1], s=0.5, color="tab:green", label="training rows")
-    for k, colour in zip(range(n_couplings), AUX_COLOURS):
-        levels = np.sort(_couplings(model)[k].conditioner.aux_points.detach().numpy().ravel())
-        u = _conditioning_coordinate(model, grid, k).reshape(xx.shape)
-        ax.contour(xx, yy, u, levels=levels, colors=colour, linewidths=0.5, linestyles="solid")
-        ax.plot([], [], color=colour, label=f"coupling {k + 1}: $u_{k + 1}(x) = a_i$")
-    ax.set_aspect("equal")
-    ax.set(xlabel="$x_1$", ylabel="$x_2$")
-
-
 def ferumal_figure(out_dir):
-    """``ferumal_aux_points.png``: auxiliary points of a fitted Ferumal flow, in data space and in 1-D."""
-    data = two_moons_and_rings()
-    models = {name: FerumalFlowDensity(random_state=0).fit(X) for name, X in data.items()}
+    """``ferumal_aux_points.png`` and ``ferumal_kernel_machines.png``: the two figures of ``examples/plot_ferumal.py``.
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1.25, 1, 1.25]})
-    for ax, (tag, name) in zip(axes, [("a", "two moons"), ("b", "two rings")]):
-        _plot_aux_curves(ax, models[name], data[name])
-        ax.set_title(f"({tag}) {name}: density and auxiliary points")
-        ax.legend(loc="upper right", fontsize=7, framealpha=0.9, markerscale=6)
-
-    ax = axes[2]
-    model, X, k = models["two moons"], data["two moons"], 1
-    coupling = _couplings(model)[k]
-    aux = coupling.conditioner.aux_points.detach().numpy().ravel()
-    length_scale = coupling.conditioner.length_scale.item()
-    u_data = _conditioning_coordinate(model, X, k)
-    u = np.linspace(
-        min(aux.min(), u_data.min()) - 3 * length_scale, max(aux.max(), u_data.max()) + 3 * length_scale, 600
-    )
-    log_scale, shift = _kernel_machines(coupling, u)
-    ax.plot(u, log_scale, color="tab:red", lw=2, label="log-scale $s(u)$")
-    ax.plot(u, shift, color="tab:purple", lw=2, label="shift $t(u)$")
-    rug = f"{len(aux)} auxiliary points $a_i$"
-    ax.plot(aux, np.zeros_like(aux), "|", color=AUX_COLOURS[k], ms=12, label=rug)
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set(
-        xlabel=f"$u$ (conditioning coordinate of coupling {k + 1})",
-        ylabel="$s(u)$, $t(u)$",
-        title=f"(c) two moons, coupling {k + 1}: $s$ and $t$ (length-scale {length_scale:.2f})",
-    )
-    ax.legend(loc="lower left", fontsize=7)
-    # The training rows' u on an axis of its own, behind the curves.
-    rows = ax.twinx()
-    counts = rows.hist(u_data, bins=60, color="0.85")[0]
-    rows.set(yticks=[], ylim=(0, 2.2 * counts.max()))
-    rows.set_ylabel("training rows' $u$ (histogram)", color="0.45")
-    ax.set_zorder(rows.get_zorder() + 1)
-    ax.patch.set_visible(False)
-
-    fig.tight_layout()
-    out = Path(out_dir) / "ferumal_aux_points.png"
-    _save_palette_png(fig, out)
-    plt.close(fig)
-    print(f"wrote {out}")
+    The example is run as it is, so the docs show exactly what the gallery does.
+    """
+    plt.close("all")
+    runpy.run_path(str(REPO / "examples" / "plot_ferumal.py"), run_name="__main__")
+    for number, name in zip(plt.get_fignums(), ("ferumal_aux_points.png", "ferumal_kernel_machines.png")):
+        out = Path(out_dir) / name
+        _save_palette_png(plt.figure(number), out)
+        print(f"wrote {out}")
+    plt.close("all")
 
 
 # name -> function(out_dir)
