@@ -38,8 +38,9 @@ class RealNVPDensity(BaseFlowDensity):
         Hidden layer widths of each conditioner MLP.
     mixing : {"alternate", "reverse", "random", "lu"}, default="lu"
         How features are mixed between couplings: only alternating masks, a
-        reversal, a seeded random permutation, or a learned LU-parametrised
-        invertible linear map (Glow).
+        reversal, a seeded random permutation before every pair of
+        couplings, or a learned LU-parametrised invertible linear map (Glow;
+        ``n_features**2`` parameters per layer).
     max_iter : int, default=500
         Maximum number of epochs.
     batch_size : int or "auto", default="auto"

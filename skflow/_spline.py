@@ -63,11 +63,12 @@ class SplineFlowDensity(BaseFlowDensity):
         How features are mixed between layers: a learned LU-parametrised
         invertible linear map (as in the paper), nothing beyond alternating
         masks / autoregressive orders, a reversal, or a seeded random
-        permutation.
+        permutation (in coupling mode, one before every pair of layers).
     max_iter : int, default=500
         Maximum number of epochs.
     batch_size : int or "auto", default="auto"
-        Mini-batch size; ``"auto"`` uses ``min(256, n_samples)``.
+        Mini-batch size; ``"auto"`` uses ``min(256, max(32, n_samples // 8))``
+        so that small data sets still get several steps per epoch.
     learning_rate : float, default=1e-3
         Peak learning rate of Adam, annealed to zero by a cosine schedule
         over ``max_iter`` epochs.
