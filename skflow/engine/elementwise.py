@@ -55,15 +55,26 @@ class AffineMap(ElementwiseMap):
     """``y = x * exp(s) + t`` with a soft-clamped log-scale ``s``.
 
     ``params[..., 0]`` is the shift ``t``, ``params[..., 1]`` the raw
-    log-scale, mapped through ``B * tanh(raw / B)`` with ``B = LOG_SCALE_BOUND``.
+    log-scale, mapped through ``B * tanh(raw / B)`` with
+    ``B = log_scale_bound`` (default ``LOG_SCALE_BOUND``).
     """
 
     n_params = 2
 
+    def __init__(self, log_scale_bound: float = LOG_SCALE_BOUND) -> None:
+        super().__init__()
+        if not log_scale_bound > 0:
+            raise ValueError(f"log_scale_bound must be positive, got {log_scale_bound!r}.")
+        self.log_scale_bound = float(log_scale_bound)
+
     def _unpack(self, params: Tensor) -> tuple[Tensor, Tensor]:
         shift = params[..., 0]
-        log_scale = LOG_SCALE_BOUND * torch.tanh(params[..., 1] / LOG_SCALE_BOUND)
+        bound = self.log_scale_bound
+        log_scale = bound * torch.tanh(params[..., 1] / bound)
         return shift, log_scale
+
+    def extra_repr(self) -> str:
+        return f"log_scale_bound={self.log_scale_bound}"
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self._unpack(params)

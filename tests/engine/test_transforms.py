@@ -126,11 +126,33 @@ def test_permutation_rejects_non_permutation():
         Permutation(torch.tensor([0, 0, 1]))
 
 
-def test_affine_log_scale_is_soft_clamped():
-    params = torch.zeros(1, 1, 2, dtype=torch.float64)
-    params[..., 1] = 1e6
-    _, ladj = AffineMap()(torch.ones(1, 1, dtype=torch.float64), params)
-    assert ladj.item() == pytest.approx(3.0)
+@pytest.mark.parametrize("bound", [None, 1.0, 0.25])
+def test_affine_log_scale_is_soft_clamped(bound):
+    affine = AffineMap() if bound is None else AffineMap(log_scale_bound=bound)
+    params = torch.zeros(2, 1, 2, dtype=torch.float64)
+    params[0, :, 1], params[1, :, 1] = 1e6, -1e6
+    _, ladj = affine(torch.ones(2, 1, dtype=torch.float64), params)
+    expected = 3.0 if bound is None else bound
+    torch.testing.assert_close(ladj.ravel(), torch.tensor([expected, -expected], dtype=torch.float64))
+    # Bounded, yet still an exact bijection with the right log-det.
+    layer = perturb(Coupling(alternating_mask(D, 0), MLP(D - D // 2, 2 * (D // 2), (8,)), affine).double())
+    assert_round_trip(layer, x64(32, scale=5.0), atol=1e-10)
+    assert_log_det_matches_autograd(layer, x64())
+
+
+def test_affine_log_scale_bound_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        AffineMap(log_scale_bound=0.0)
+
+
+def test_realnvp_couplings_use_its_tighter_bound():
+    import numpy as np
+
+    from skflow import RealNVPDensity
+
+    model = RealNVPDensity(n_layers=2, hidden_dims=(4,), max_iter=1).fit(np.random.RandomState(0).randn(40, 3))
+    bounds = {layer.map.log_scale_bound for layer in model.flow_.transform.transforms if isinstance(layer, Coupling)}
+    assert bounds == {1.0}
 
 
 @pytest.mark.parametrize("features", [2, 5, 13, 64])
