@@ -11,7 +11,7 @@ from .base import BaseFlowDensity
 from .engine.coupling import coupling_stack
 from .engine.elementwise import AffineMap
 from .engine.kernels import INITS, KERNELS, KernelConditioner
-from .engine.transforms import Transform
+from .engine.transforms import MIXINGS, Transform
 
 __all__ = ["FerumalFlowDensity"]
 
@@ -193,7 +193,7 @@ class FerumalFlowDensity(BaseFlowDensity):
         "per_dimension_length_scale": ["boolean"],
         "learnable_aux_points": ["boolean"],
         "aux_init": [StrOptions(set(INITS))],
-        "mixing": [StrOptions({"auto", "alternate", "reverse", "random", "lu"})],
+        "mixing": [StrOptions({"auto", *MIXINGS})],
     }
 
     def __init__(

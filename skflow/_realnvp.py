@@ -11,7 +11,7 @@ from .base import BaseFlowDensity
 from .engine.conditioners import MLP
 from .engine.coupling import coupling_stack
 from .engine.elementwise import AffineMap
-from .engine.transforms import Transform
+from .engine.transforms import MIXINGS, Transform
 
 __all__ = ["RealNVPDensity"]
 
@@ -145,7 +145,7 @@ class RealNVPDensity(BaseFlowDensity):
     _parameter_constraints: dict = {
         **BaseFlowDensity._parameter_constraints,
         "hidden_dims": [tuple],
-        "mixing": [StrOptions({"alternate", "reverse", "random", "lu"})],
+        "mixing": [StrOptions(set(MIXINGS))],
     }
 
     def __init__(

@@ -13,7 +13,7 @@ from .engine.conditioners import MLP
 from .engine.coupling import coupling_stack
 from .engine.elementwise import SplineMap
 from .engine.splines import MIN_BIN_HEIGHT, MIN_BIN_WIDTH
-from .engine.transforms import Transform
+from .engine.transforms import MIXINGS, Transform
 
 __all__ = ["SplineFlowDensity"]
 
@@ -166,7 +166,7 @@ class SplineFlowDensity(BaseFlowDensity):
         "tail_bound": [Interval(Real, 0, None, closed="neither")],
         "hidden_dims": [tuple],
         "architecture": [StrOptions({"coupling", "autoregressive"})],
-        "mixing": [StrOptions({"lu", "alternate", "reverse", "random"})],
+        "mixing": [StrOptions(set(MIXINGS))],
     }
 
     def __init__(

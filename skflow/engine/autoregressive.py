@@ -246,9 +246,9 @@ def autoregressive_stack(
         Seeds the MADE initialisation and random permutations.
     """
     from .elementwise import Elementwise
-    from .transforms import ActNorm, LULinear, Permutation
+    from .transforms import MIXINGS, ActNorm, mixing_layer
 
-    if mixing not in ("alternate", "reverse", "random", "lu"):
+    if mixing not in MIXINGS:
         raise ValueError(f"unknown mixing {mixing!r}")
     layers: list[Transform] = []
     natural = torch.arange(features)
@@ -258,12 +258,9 @@ def autoregressive_stack(
         if features == 1:
             layers.append(Elementwise(1, elementwise_map))
             continue
-        if mixing == "reverse":
-            layers.append(Permutation.reverse(features))
-        elif mixing == "random":
-            layers.append(Permutation.random(features, generator))
-        elif mixing == "lu":
-            layers.append(LULinear(features))
+        mixer = mixing_layer(mixing, features, generator)
+        if mixer is not None:
+            layers.append(mixer)
         # A permutation already reorders the features; reversing the order on
         # top of a reversal would undo it.
         alternate = mixing in ("alternate", "lu") and i % 2 == 1

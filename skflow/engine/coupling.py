@@ -115,8 +115,10 @@ def coupling_stack(
         Seeds random permutations.
     """
     from .elementwise import Elementwise
-    from .transforms import ActNorm, LULinear, Permutation
+    from .transforms import MIXINGS, ActNorm, mixing_layer
 
+    if mixing not in MIXINGS:
+        raise ValueError(f"unknown mixing {mixing!r}")
     layers: list[Transform] = []
     for i in range(n_layers):
         layers.append(ActNorm(features))
@@ -124,17 +126,11 @@ def coupling_stack(
         if features == 1:
             layers.append(Elementwise(1, elementwise_map))
             continue
-        if mixing == "reverse":
-            layers.append(Permutation.reverse(features))
-        elif mixing == "random":
-            # One permutation per pair of couplings: the pair's masks are complementary in
-            # the same coordinates, so every feature is transformed in every pair.
-            if i % 2 == 0:
-                layers.append(Permutation.random(features, generator))
-        elif mixing == "lu":
-            layers.append(LULinear(features))
-        elif mixing != "alternate":
-            raise ValueError(f"unknown mixing {mixing!r}")
+        # A random permutation comes once per pair of couplings: the pair's masks are
+        # complementary in the same coordinates, so every feature is transformed in every pair.
+        mixer = mixing_layer(mixing, features, generator) if mixing != "random" or i % 2 == 0 else None
+        if mixer is not None:
+            layers.append(mixer)
         mask = alternating_mask(features, i % 2)
         n_transformed = int(mask.sum())
         conditioner = make_conditioner(features - n_transformed, n_transformed * elementwise_map.n_params)

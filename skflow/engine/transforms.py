@@ -24,6 +24,8 @@ __all__ = [
     "ActNorm",
     "Permutation",
     "LULinear",
+    "MIXINGS",
+    "mixing_layer",
 ]
 
 # Floor on a standard deviation used to initialise a scale: a constant
@@ -214,3 +216,26 @@ class LULinear(Transform):
 
     def extra_repr(self) -> str:
         return f"features={self.features}"
+
+
+# How a flow mixes its features between layers (see :func:`mixing_layer`).
+MIXINGS = ("alternate", "reverse", "random", "lu")
+
+
+def mixing_layer(mixing: str, features: int, generator: torch.Generator | None = None) -> Transform | None:
+    """The layer that mixes the features between two flow layers.
+
+    ``"reverse"``: reverse their order; ``"random"``: a seeded random
+    :class:`Permutation`; ``"lu"``: a learned :class:`LULinear`;
+    ``"alternate"``: none (``None``), the flow's masks or orders alternate
+    instead.
+    """
+    if mixing == "reverse":
+        return Permutation.reverse(features)
+    if mixing == "random":
+        return Permutation.random(features, generator)
+    if mixing == "lu":
+        return LULinear(features)
+    if mixing == "alternate":
+        return None
+    raise ValueError(f"unknown mixing {mixing!r}")
