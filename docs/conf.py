@@ -41,7 +41,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "_api_*.rst", "benchmark_results.rst", "anomaly_results.rst", "scripts", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_api_*.rst", "benchmark_results.rst", "anomaly_results.rst", "ferumal_results.rst", "scripts", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 default_role = "literal"
 
