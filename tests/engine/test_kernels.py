@@ -63,7 +63,9 @@ def test_kernel_is_one_on_the_diagonal_symmetric_and_positive(name):
     u, v = _randn(7, 3, seed=1), _randn(5, 3, seed=2)
     ones = torch.ones(7, dtype=torch.float64)
     torch.testing.assert_close(torch.diagonal(kernel(u, u, 0.7)), ones, rtol=0, atol=1e-15)
-    torch.testing.assert_close(kernel(u, v, 0.7), kernel(v, u, 0.7).T, rtol=0, atol=0)
+    # Symmetric to rounding, not bit for bit: the distances come from a matrix
+    # product centred on the second argument's mean.
+    torch.testing.assert_close(kernel(u, v, 0.7), kernel(v, u, 0.7).T, rtol=1e-14, atol=0)
     assert (kernel(u, v * 3, 0.7) > 0).all()
 
 
@@ -91,6 +93,56 @@ def test_squared_distance_is_exactly_zero_and_never_negative():
     d2 = scaled_squared_distance(u, u, 0.3)
     assert (d2 >= 0).all()
     assert (torch.diagonal(d2) == 0).all()
+
+
+def _difference_form(u: torch.Tensor, a: torch.Tensor, length_scale) -> torch.Tensor:
+    return ((u.unsqueeze(1) - a.unsqueeze(0)) / length_scale).square().sum(dim=-1)
+
+
+def _far_cases(d: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    a = _randn(40, d, seed=seed) * 1e3 + 1e3
+    # Distances from 1e-6 to 1e2 between points of norm ~1e3: the expansion
+    # |u|^2 - 2 u.a + |a|^2 cancels up to 18 digits there.
+    gaps = torch.logspace(-6, 2, 120, dtype=torch.float64).unsqueeze(1)
+    return {
+        "spread_far": (_randn(120, d, seed=seed + 1) * 1e3 - 5e2, a),
+        "near_far_points": (a[torch.arange(120) % 40] + gaps * _randn(120, d, seed=seed + 2), a),
+        "offset_cluster": (_randn(120, d, seed=seed + 3) + 1e3, _randn(40, d, seed=seed + 4) + 1e3),
+        "far_from_cluster": (_randn(120, d, seed=seed + 5) * 1e3 + 1e4, _randn(40, d, seed=seed + 6)),
+    }
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 32])
+@pytest.mark.parametrize("per_dimension", [False, True])
+def test_squared_distance_matches_difference_form_far_from_the_origin(d, per_dimension):
+    length_scale = (
+        torch.linspace(0.3, 3.0, d, dtype=torch.float64) if per_dimension else torch.tensor(0.7, dtype=torch.float64)
+    )
+    for seed in range(3):
+        for case, (u, a) in _far_cases(d, 10 * seed).items():
+            expected = _difference_form(u, a, length_scale)
+            got = scaled_squared_distance(u, a, length_scale)
+            assert got.shape == expected.shape
+            relative = ((got - expected).abs() / expected).max().item()
+            assert relative < 1e-12, (case, seed, relative)
+
+
+def test_squared_distance_gradient_matches_difference_form():
+    u = (_randn(30, 4, seed=20) + 1e2).requires_grad_()
+    a = (u.detach()[::3] + 1e-3 * _randn(10, 4, seed=21)).requires_grad_()
+    length_scale = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64, requires_grad=True)
+    weight = _randn(30, 10, seed=22)
+    grads = []
+    for fn in (scaled_squared_distance, _difference_form):
+        grads.append(torch.autograd.grad((fn(u, a, length_scale) * weight).sum(), (u, a, length_scale)))
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9 * expected.abs().max().item())
+
+
+def test_squared_distance_overflow_is_inf_not_nan():
+    u = torch.full((2, 3), 1e307, dtype=torch.float64)
+    d2 = scaled_squared_distance(u, _randn(4, 3, seed=23) * 100, 1.0)
+    assert torch.isinf(d2).all() and (d2 > 0).all()
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
