@@ -7,6 +7,7 @@ Nothing in this package imports scikit-learn; the estimators in
 from .coupling import Coupling, alternating_mask
 from .elementwise import AffineMap, Elementwise, ElementwiseMap, SplineMap
 from .flow import Flow, standard_normal_log_prob
+from .transformer import TransformerBlock
 from .transforms import ActNorm, Compose, FixedAffine, LULinear, Permutation, Transform
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Permutation",
     "SplineMap",
     "Transform",
+    "TransformerBlock",
     "alternating_mask",
     "standard_normal_log_prob",
 ]
