@@ -4,6 +4,7 @@ from ._ferumal import FerumalFlowDensity
 from ._outlier import DensityOutlierDetector
 from ._realnvp import RealNVPDensity
 from ._spline import SplineFlowDensity
+from ._transformer import TransformerFlowDensity
 from .base import BaseFlowDensity
 
 __version__ = "0.1.0"
@@ -14,5 +15,6 @@ __all__ = [
     "FerumalFlowDensity",
     "RealNVPDensity",
     "SplineFlowDensity",
+    "TransformerFlowDensity",
     "__version__",
 ]

@@ -3,7 +3,7 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import FAST_PARAMS, fast_estimators
-from skflow import DensityOutlierDetector, RealNVPDensity
+from skflow import DensityOutlierDetector, RealNVPDensity, TransformerFlowDensity
 
 # Mini-batch SGD with a random validation split sees a different sequence of
 # batches when rows are repeated instead of weighted: the weighted
@@ -19,6 +19,7 @@ EXPECTED_FAILED = {
 @parametrize_with_checks(
     [
         *fast_estimators(random_state=0),
+        TransformerFlowDensity(n_layers=2, depth=1, embed_dim=8, n_heads=2, n_bins=4, max_iter=5, random_state=0),
         DensityOutlierDetector(
             RealNVPDensity(**FAST_PARAMS["RealNVPDensity"]), n_estimators=2, random_state=0
         ),
