@@ -1,37 +1,37 @@
-"""Dataset loaders shared by the skflow benchmarks.
+"""The one data-set registry of the skflow benchmarks.
 
-Three kinds of data, each returned as a :class:`Dataset` with a fixed, seeded
-train/test split:
+Three kinds of density data, each returned as a :class:`Dataset` with a
+fixed, seeded train/test split, plus the labelled anomaly sets:
 
 ``synthetic``
-    Densities known in closed form, so every table can show the exact
-    ceiling: the mean *true* log-density of the test rows.  (The difference
-    between the ceiling and a model's test log-likelihood estimates the
-    Kullback-Leibler divergence ``KL(p_true || p_model)``.)
+    Densities known in closed form (:mod:`benchmarks.synthetic`), so every
+    table can show the exact ceiling: the mean *true* log-density of the
+    test rows.  Train rows are drawn from a stream seeded by ``seed``, test
+    rows from a separate fixed stream: the test set is the same for every
+    ``n_train`` and every seed.
 
 ``sklearn``
     Real sets that scikit-learn ships (no download): iris, wine,
-    breast_cancer and digits.  Digits are integer grey levels 0..16; we add
-    uniform noise ``u ~ U[0, 1)`` to every pixel (*dequantisation*, Uria et
-    al. 2013; Theis et al. 2016) so that a continuous density is well
-    defined.  Its log-likelihood lower-bounds the log-probability of the
-    discrete digits.  The noise is drawn once, with a fixed seed, so every
-    method sees the same numbers.
+    breast_cancer and digits, split 75/25 with a fixed seed.  Digits are
+    integer grey levels 0..16; uniform noise ``u ~ U[0, 1)`` is added to
+    every pixel once, with a fixed seed (*dequantisation*, Uria et al. 2013;
+    Theis et al. 2016), so that a continuous density is well defined.  Its
+    log-likelihood lower-bounds the log-probability of the discrete digits.
 
 ``shared``
     Real continuous sets from ``shared/data/density`` beside the repository
     (``$SKFLOW_SHARED_DATA`` overrides the location); skipped when absent.
-    Big ones are subsampled (train and test) to keep the run short.
 
 Nothing is standardised here: every method sees the data in its original
-units and reports log-likelihoods in those units (estimators that need
-standardised inputs undo it through the log-determinant).
+units and reports log-likelihoods in those units.  With ``n_train`` below
+the training split's size, real sets are subsampled with ``seed``.
 
-Usage::
-
-    from _datasets import load, available
-    ds = load("banana_2d", n_train=2000)
-    ds.X_train, ds.X_test, ds.true_log_density(ds.X_test)
+Examples
+--------
+>>> from benchmarks import datasets
+>>> ds = datasets.load("banana_2d", n_train=200, n_test=100)
+>>> ds.X_train.shape, ds.X_test.shape, ds.true_log_density(ds.X_test).shape
+((200, 2), (100, 2), (100,))
 """
 
 from __future__ import annotations
@@ -42,19 +42,23 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import stats
-from scipy.special import logsumexp
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.model_selection import train_test_split
 
+from .synthetic import SYNTHETIC
+
 __all__ = [
+    "ANOMALY",
     "Dataset",
-    "SHARED_DATA",
-    "SYNTHETIC",
-    "SKLEARN",
     "SHARED",
+    "SHARED_DATA",
+    "SHARED_EXTRA",
+    "SKLEARN",
+    "SYNTHETIC",
     "available",
+    "kind",
     "load",
+    "load_anomaly",
     "synthetic_density",
 ]
 
@@ -66,8 +70,7 @@ TEST_FRACTION = 0.25
 # Test rows used at most: the standard error is already small at this size,
 # and KernelDensity scoring costs O(n_train) per row.
 MAX_TEST_ROWS = 5000
-# Seed of every split and of every synthetic draw (train and test are drawn
-# from disjoint streams, so changing n_train does not change the test set).
+# Seed of every split, of the test draws and of the digits' dequantisation noise.
 SEED = 0
 
 
@@ -89,141 +92,17 @@ class Dataset:
         return self.X_train.shape[1]
 
 
-# --------------------------------------------------------------- synthetic
-class _Synthetic:
-    """A density with ``sample(n, rng)`` and an exact ``log_prob(X)``."""
-
-    dim: int
-    description: str
-
-    def sample(self, n: int, rng: np.random.RandomState) -> np.ndarray:
-        raise NotImplementedError
-
-    def log_prob(self, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-class _GaussianMixture(_Synthetic):
-    def __init__(self, weights, means, covariances, description):
-        self.weights = np.asarray(weights, dtype=float)
-        self.means = np.asarray(means, dtype=float)
-        self.covariances = np.asarray(covariances, dtype=float)
-        self.dim = self.means.shape[1]
-        self.description = description
-
-    def sample(self, n, rng):
-        component = rng.choice(len(self.weights), size=n, p=self.weights)
-        out = np.empty((n, self.dim))
-        for k in range(len(self.weights)):
-            rows = component == k
-            out[rows] = rng.multivariate_normal(self.means[k], self.covariances[k], size=rows.sum())
-        return out
-
-    def log_prob(self, X):
-        per_component = np.stack(
-            [
-                np.log(w) + stats.multivariate_normal(m, c).logpdf(X)
-                for w, m, c in zip(self.weights, self.means, self.covariances)
-            ],
-            axis=-1,
-        )
-        return logsumexp(np.atleast_2d(per_component), axis=-1)
-
-
-class _Banana(_Synthetic):
-    """``x1 = s z1``, ``x2 = z2 + b (x1^2 - s^2)`` with ``z ~ N(0, I)``.
-
-    The map is triangular with Jacobian determinant ``s``, so
-    ``log p(x) = log N(x1 / s) - log s + log N(x2 - b (x1^2 - s^2))``.
-    """
-
-    dim = 2
-
-    def __init__(self, s=2.0, b=0.4):
-        self.s, self.b = s, b
-        self.description = f"warped Gaussian (banana): x1 = {s} z1, x2 = z2 + {b} (x1^2 - {s}^2)"
-
-    def sample(self, n, rng):
-        z = rng.standard_normal((n, 2))
-        x1 = self.s * z[:, 0]
-        return np.column_stack([x1, z[:, 1] + self.b * (x1**2 - self.s**2)])
-
-    def log_prob(self, X):
-        z1 = X[:, 0] / self.s
-        z2 = X[:, 1] - self.b * (X[:, 0] ** 2 - self.s**2)
-        return stats.norm.logpdf(z1) - np.log(self.s) + stats.norm.logpdf(z2)
-
-
-class _StudentT(_Synthetic):
-    def __init__(self, dim=4, df=3.0, correlation=0.5):
-        self.dim, self.df = dim, df
-        shape = np.full((dim, dim), correlation) + (1 - correlation) * np.eye(dim)
-        self.dist = stats.multivariate_t(loc=np.zeros(dim), shape=shape, df=df)
-        self.description = (
-            f"heavy-tailed multivariate Student-t, {df:g} degrees of freedom, correlation {correlation}"
-        )
-
-    def sample(self, n, rng):
-        return np.atleast_2d(self.dist.rvs(size=n, random_state=rng)).reshape(n, self.dim)
-
-    def log_prob(self, X):
-        return np.atleast_1d(self.dist.logpdf(X))
-
-
-def _ring(n_components=16, radius=3.0, sd=0.5):
-    angles = 2 * np.pi * np.arange(n_components) / n_components
-    means = radius * np.column_stack([np.cos(angles), np.sin(angles)])
-    return _GaussianMixture(
-        np.full(n_components, 1 / n_components),
-        means,
-        np.tile(sd**2 * np.eye(2), (n_components, 1, 1)),
-        f"ring: equal mixture of {n_components} Gaussians (sd {sd}) on a circle of radius {radius}",
-    )
-
-
-def _mixture_2d():
-    return _GaussianMixture(
-        [0.5, 0.3, 0.2],
-        [[0.0, 0.0], [3.0, 3.0], [-3.0, 2.5]],
-        [[[1.0, 0.8], [0.8, 1.0]], [[0.3, 0.0], [0.0, 0.3]], [[0.8, -0.5], [-0.5, 0.6]]],
-        "3-component anisotropic Gaussian mixture",
-    )
-
-
-def _mixture_8d():
-    rng = np.random.RandomState(1)
-    covariances = []
-    for _ in range(4):
-        A = rng.normal(size=(8, 8)) / np.sqrt(8)
-        covariances.append(A @ A.T + 0.1 * np.eye(8))
-    return _GaussianMixture(
-        [0.4, 0.3, 0.2, 0.1],
-        rng.normal(scale=2.5, size=(4, 8)),
-        covariances,
-        "4-component Gaussian mixture in 8-D with random full covariances",
-    )
-
-
-SYNTHETIC: dict[str, Callable[[], _Synthetic]] = {
-    "mixture_2d": _mixture_2d,
-    "ring_2d": _ring,
-    "banana_2d": _Banana,
-    "student_t_4d": _StudentT,
-    "mixture_8d": _mixture_8d,
-}
-
-
-def synthetic_density(name: str) -> _Synthetic:
+def synthetic_density(name: str):
     """The closed-form density behind a synthetic data set."""
     return SYNTHETIC[name]()
 
 
-def _load_synthetic(name, n_train, n_test):
+def _load_synthetic(name, n_train, n_test, seed):
     density = synthetic_density(name)
     n_train = 2000 if n_train is None else n_train
-    n_test = 5000 if n_test is None else n_test
-    # Separate seeded streams: the test set is identical for every n_train.
-    X_train = density.sample(n_train, np.random.RandomState([SEED, 1]))
+    n_test = MAX_TEST_ROWS if n_test is None else n_test
+    # Separate seeded streams: the test set is identical for every n_train and seed.
+    X_train = density.sample(n_train, np.random.RandomState([seed, 1]))
     X_test = density.sample(n_test, np.random.RandomState([SEED, 2]))
     return Dataset(
         name=name,
@@ -255,7 +134,7 @@ SKLEARN: dict[str, tuple[Callable[[], np.ndarray], str]] = {
 
 # ------------------------------------------------------------------- shared
 # name -> description; only sets whose columns are all continuous are in the
-# default suite (see ``SHARED_EXTRA`` for the rest).
+# default suites (see ``SHARED_EXTRA`` for the rest).
 SHARED: dict[str, str] = {
     "power_plant": "UCI combined cycle power plant (5 continuous columns)",
     "kin8nm": "kin8nm robot-arm simulation (9 columns)",
@@ -264,14 +143,14 @@ SHARED: dict[str, str] = {
     "miniboone_maf": "MiniBooNE as preprocessed for MAF; trained on its validation split (43 columns)",
 }
 # Sets with discrete columns (integer scores, many exact zeros): a continuous
-# density can put spikes on them, so their log-likelihoods are not comparable.
+# density can put spikes on them, so their log-likelihoods mean little.
 SHARED_EXTRA: dict[str, str] = {
     "concrete": "UCI concrete strength (9 columns; many exact zeros, age has 14 values)",
     "wine_quality_red": "UCI red wine quality (12 columns; quality is an integer 3..8)",
 }
 
 
-def _load_shared(name, n_train, n_test):
+def _load_shared(name, n_train, n_test, seed):
     path = SHARED_DATA / "density" / f"{name}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (set SKFLOW_SHARED_DATA to shared/data)")
@@ -284,21 +163,22 @@ def _load_shared(name, n_train, n_test):
     else:
         notes.append("official MAF test split; trained on the MAF validation split (~11% of MAF's train)")
     description = {**SHARED, **SHARED_EXTRA}[name]
-    return _subsample(name, "shared", X, X_test, n_train, n_test, description, notes)
+    return _subsample(name, "shared", X, X_test, n_train, n_test, seed, description, notes)
 
 
-def _subsample(name, kind, X_train, X_test, n_train, n_test, description, notes):
-    rng = np.random.RandomState(SEED)
+def _subsample(name, kind_, X_train, X_test, n_train, n_test, seed, description, notes):
     available_rows = X_train.shape[0]
     if n_train is not None and n_train < available_rows:
-        X_train = X_train[np.sort(rng.choice(available_rows, n_train, replace=False))]
+        rows = np.random.RandomState([seed, 1]).choice(available_rows, n_train, replace=False)
+        X_train = X_train[np.sort(rows)]
     n_test = MAX_TEST_ROWS if n_test is None else n_test
     if X_test.shape[0] > n_test:
-        X_test = X_test[np.sort(rng.choice(X_test.shape[0], n_test, replace=False))]
+        rows = np.random.RandomState([SEED, 2]).choice(X_test.shape[0], n_test, replace=False)
+        X_test = X_test[np.sort(rows)]
         notes = [*notes, f"test set subsampled to {n_test} rows"]
     return Dataset(
         name=name,
-        kind=kind,
+        kind=kind_,
         X_train=X_train,
         X_test=X_test,
         description=description,
@@ -307,19 +187,53 @@ def _subsample(name, kind, X_train, X_test, n_train, n_test, description, notes)
     )
 
 
+# -------------------------------------------------------------------- anomaly
+# The 20 labelled ODDS sets in shared/data/anomaly (X, y with 1 = anomaly).
+ANOMALY = (
+    "annthyroid", "breastw", "cardio", "glass", "ionosphere", "letter", "lympho", "mammography", "musk",
+    "optdigits", "pendigits", "pima", "satellite", "satimage-2", "shuttle", "thyroid", "vertebral",
+    "vowels", "wbc", "wine",
+)
+
+
+def load_anomaly(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (float64) and ``y`` (int, 1 = anomaly) of one ODDS set from ``shared/data/anomaly``.
+
+    Raises ``FileNotFoundError`` when the shared data are absent.
+    """
+    path = SHARED_DATA / "anomaly" / f"{name}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (set SKFLOW_SHARED_DATA to shared/data)")
+    with np.load(path) as data:
+        return np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(int)
+
+
 # --------------------------------------------------------------------- API
+def kind(name: str) -> str:
+    """``"synthetic"``, ``"sklearn"`` or ``"shared"``."""
+    if name in SYNTHETIC:
+        return "synthetic"
+    if name in SKLEARN:
+        return "sklearn"
+    if name in SHARED or name in SHARED_EXTRA:
+        return "shared"
+    known = [*SYNTHETIC, *SKLEARN, *SHARED, *SHARED_EXTRA]
+    raise KeyError(f"unknown data set {name!r}; known: {', '.join(known)}")
+
+
 def available(include_extra: bool = False) -> dict[str, list[str]]:
-    """Names of the data sets that can be loaded here, by kind."""
+    """Names of the data sets that can be loaded here, by kind (and ``"anomaly"``)."""
     shared = [*SHARED, *(SHARED_EXTRA if include_extra else {})]
     return {
         "synthetic": list(SYNTHETIC),
         "sklearn": list(SKLEARN),
         "shared": [n for n in shared if (SHARED_DATA / "density" / f"{n}.npz").is_file()],
+        "anomaly": [n for n in ANOMALY if (SHARED_DATA / "anomaly" / f"{n}.npz").is_file()],
     }
 
 
-def load(name: str, n_train: int | None = None, n_test: int | None = None) -> Dataset:
-    """Load one data set with its fixed split.
+def load(name: str, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
+    """Load one density data set with its fixed split.
 
     Parameters
     ----------
@@ -331,17 +245,22 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None) -> Da
     n_test : int or None
         Test rows.  Synthetic: rows drawn (default 5000).  Real: the test
         split, subsampled to at most this many rows (default 5000).
+    seed : int
+        Seeds the training draw (synthetic) or subsample (real); the test
+        rows never depend on it.
+
+    Returns
+    -------
+    Dataset
     """
-    if name in SYNTHETIC:
-        return _load_synthetic(name, n_train, n_test)
-    if name in SKLEARN:
+    kind_ = kind(name)
+    if kind_ == "synthetic":
+        return _load_synthetic(name, n_train, n_test, seed)
+    if kind_ == "sklearn":
         loader, description = SKLEARN[name]
         X_train, X_test = train_test_split(
             np.asarray(loader(), dtype=np.float64), test_size=TEST_FRACTION, random_state=SEED
         )
         notes = ["dequantised: log-likelihood of the continuous (noisy) pixels"] if name == "digits" else []
-        return _subsample(name, "sklearn", X_train, X_test, n_train, n_test, description, notes)
-    if name in SHARED or name in SHARED_EXTRA:
-        return _load_shared(name, n_train, n_test)
-    known = [*SYNTHETIC, *SKLEARN, *SHARED, *SHARED_EXTRA]
-    raise KeyError(f"unknown data set {name!r}; known: {', '.join(known)}")
+        return _subsample(name, "sklearn", X_train, X_test, n_train, n_test, seed, description, notes)
+    return _load_shared(name, n_train, n_test, seed)

@@ -6,8 +6,8 @@ size (``ru_maxrss``) belongs to that operation alone.  The claim is about
 themselves need, which must stay bounded (chunked inference) whatever the
 number of rows.
 
-    python benchmarks/memory.py                 # 10 million rows x 16 features
-    python benchmarks/memory.py --rows 1000000  # quicker
+    python -m benchmarks.memory                 # 10 million rows x 16 features
+    python -m benchmarks.memory --rows 1000000  # quicker
 
 Writes ``benchmarks/results/memory.json`` and ``memory.md``.
 """
@@ -18,9 +18,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from . import RESULTS
 
 CHILD = r"""
 import json, resource, sys, time

@@ -2,21 +2,21 @@
 
 Usage::
 
-    python benchmarks/run.py --quick              # < 3 minutes on 2 cores
-    python benchmarks/run.py                      # the full suite
-    python benchmarks/run.py --datasets banana_2d digits --train-sizes 500 2000
-    python benchmarks/run.py --quick --docs       # also refresh docs/benchmark_results.rst
+    python -m benchmarks.run --quick              # < 3 minutes on 2 cores
+    python -m benchmarks.run                      # the full suite
+    python -m benchmarks.run --datasets banana_2d digits --train-sizes 500 2000
+    python -m benchmarks.run --quick --docs       # also refresh docs/benchmark_results.rst
 
 For every data set x training size x method it records the held-out mean
 log-likelihood (nats per test row, in the data's original units, with the
 standard error over test rows), the fit time, the number of trainable
-parameters and the throughput of ``score_samples`` and ``sample``.  Methods:
-every skflow estimator present (at its defaults), scikit-learn's
-KernelDensity (bandwidth by 5-fold CV) and GaussianMixture (number of
-components and covariance type by 3-fold CV), and zuko's NSF and MAF when
-zuko is importable (see ``_zuko.py``).  Output in ``--out``:
+parameters and the throughput of ``score_samples`` and ``sample``.  Data sets
+come from :mod:`benchmarks.datasets`, methods from :mod:`benchmarks.baselines`
+(every skflow estimator at its defaults, CV-tuned KernelDensity and
+GaussianMixture, zuko's NSF and MAF when importable).  Output in ``--out``:
 ``benchmark.json``, ``benchmark.md``, ``benchmark.rst``, ``loglik.png`` and
-``fit_time.png``.  See ``benchmarks/README.md`` for the protocol.
+``fit_time.png``.  The protocol is in ``benchmarks/README.md``; the figures
+in the generated page ``docs/benchmark_results.rst``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -39,23 +37,24 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import sklearn  # noqa: E402
 import torch  # noqa: E402
-from sklearn.mixture import GaussianMixture  # noqa: E402
-from sklearn.model_selection import GridSearchCV, KFold  # noqa: E402
-from sklearn.neighbors import KernelDensity  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _datasets  # noqa: E402
-from _zuko import ZukoDensity, zuko_available  # noqa: E402
+from . import REPO, RESULTS, datasets  # noqa: E402
+from .baselines import GMM, KDE, available_methods  # noqa: E402
+from .report import (  # noqa: E402
+    fmt_ll,
+    fmt_num,
+    machine_info,
+    mean_se,
+    paired_difference,
+    to_markdown,
+    to_rst,
+    write_json,
+)
 
-import skflow  # noqa: E402
+__all__ = ["main", "run"]
 
-REPO = Path(__file__).resolve().parents[1]
-SKFLOW_ESTIMATORS = ("RealNVPDensity", "FerumalFlowDensity", "SplineFlowDensity")
-GMM = "GaussianMixture"
-KDE = "KernelDensity"
-
+SYNTHETIC_SUITE = ["mixture_2d", "ring_2d", "banana_2d", "student_t_4d", "mixture_8d"]
 QUICK = {
     "datasets": ["ring_2d", "banana_2d", "student_t_4d", "iris", "wine", "breast_cancer"],
     "train_sizes": {"synthetic": [500]},
@@ -63,100 +62,11 @@ QUICK = {
     "n_sample": 2000,
 }
 FULL = {
-    "datasets": [
-        *_datasets.SYNTHETIC,
-        *_datasets.SKLEARN,
-        *_datasets.SHARED,
-    ],
+    "datasets": [*SYNTHETIC_SUITE, *datasets.SKLEARN, *datasets.SHARED],
     "train_sizes": {"synthetic": [500, 5000], "shared": [5000]},
     "n_test": 5000,
     "n_sample": 10000,
 }
-
-
-# ------------------------------------------------------------------ methods
-class Standardized:
-    """A scikit-learn density fitted on standardised data, scored in original units.
-
-    KernelDensity has one bandwidth for all features and GaussianMixture an
-    absolute ``reg_covar``: both need comparable feature scales.  The change
-    of variables ``z = (x - loc) / scale`` adds ``-sum(log scale)`` to every
-    log-density, exactly as the flows' internal standardisation does.
-    """
-
-    def __init__(self, search):
-        self.search = search
-
-    def fit(self, X):
-        self.loc_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0)
-        self.scale_[self.scale_ == 0] = 1.0
-        with warnings.catch_warnings():
-            # A GaussianMixture candidate too big for a CV fold fails; CV then ranks it last.
-            warnings.simplefilter("ignore")
-            self.search.fit((X - self.loc_) / self.scale_)
-        self.best_ = self.search.best_estimator_
-        self.refit_seconds_ = self.search.refit_time_
-        self.selected_ = ", ".join(f"{k}={_fmt_param(v)}" for k, v in self.search.best_params_.items())
-        if isinstance(self.best_, GaussianMixture):
-            self.n_parameters_ = int(self.best_._n_parameters())
-            self.parameters_note_ = ""
-        else:
-            # Non-parametric: the model *is* the stored training set (plus one bandwidth).
-            self.n_parameters_ = int(self.best_.tree_.data.size)
-            self.parameters_note_ = "stored training values"
-        return self
-
-    def score_samples(self, X):
-        return self.best_.score_samples((X - self.loc_) / self.scale_) - np.log(self.scale_).sum()
-
-    def sample(self, n_samples, random_state=0):
-        if isinstance(self.best_, GaussianMixture):
-            Z = self.best_.sample(n_samples)[0]  # seeded by the estimator's random_state
-        else:
-            Z = self.best_.sample(n_samples, random_state=random_state)
-        return Z * self.scale_ + self.loc_
-
-
-def _fmt_param(value):
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def make_kde(n_train, n_features, seed):
-    grid = {"bandwidth": np.logspace(-1.5, 0.5, 17)}
-    return Standardized(GridSearchCV(KernelDensity(), grid, cv=KFold(5, shuffle=True, random_state=seed)))
-
-
-def make_gmm(n_train, n_features, seed):
-    # Candidates that leave every CV fold at least ~5 rows per component.
-    cap = max(1, int(n_train * 2 / 3) // 5)
-    n_components = [k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if k <= cap]
-    grid = {
-        "n_components": n_components,
-        "covariance_type": ["full", "diag", "tied", "spherical"],
-    }
-    search = GridSearchCV(
-        GaussianMixture(random_state=seed, n_init=1, max_iter=200),
-        grid,
-        cv=KFold(3, shuffle=True, random_state=seed),
-        error_score=-np.inf,
-    )
-    return Standardized(search)
-
-
-def available_methods():
-    """Name -> factory(n_train, n_features, seed) for every method that can run here."""
-    methods = {}
-    for name in SKFLOW_ESTIMATORS:
-        cls = getattr(skflow, name, None)
-        if cls is not None:
-            methods[name] = lambda n, d, seed, cls=cls: cls(random_state=seed)
-    methods[KDE] = make_kde
-    methods[GMM] = make_gmm
-    if zuko_available():
-        methods["zuko NSF"] = lambda n, d, seed: ZukoDensity("NSF", random_state=seed)
-        methods["zuko MAF"] = lambda n, d, seed: ZukoDensity("MAF", random_state=seed)
-    return methods
 
 
 # -------------------------------------------------------------- measuring
@@ -173,14 +83,6 @@ def _timed(fn, min_seconds=0.05, max_repeats=20):
     return result, elapsed / repeats
 
 
-def _mean_se(values):
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.all():
-        return -math.inf, math.nan, int((~finite).sum())
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size)), 0
-
-
 def run_one(ds, method, factory, seed, n_sample):
     row = {
         "dataset": ds.name,
@@ -190,7 +92,7 @@ def run_one(ds, method, factory, seed, n_sample):
         "n_features": int(ds.n_features),
         "method": method,
     }
-    model = factory(ds.X_train.shape[0], ds.n_features, seed)
+    model = factory(ds.X_train.shape[0], seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -202,7 +104,7 @@ def run_one(ds, method, factory, seed, n_sample):
         except Exception as exc:  # a failure is a result, not the end of the run
             row["error"] = f"{type(exc).__name__}: {exc}"
             return row
-    mean, se, n_bad = _mean_se(log_density)
+    mean, se, n_bad = mean_se(log_density)
     row["_log_density"] = log_density
     row.update(
         test_loglik=mean,
@@ -230,7 +132,7 @@ def run(args):
     config = QUICK if args.quick else FULL
     names = args.datasets or config["datasets"]
     if not args.datasets:
-        present = set(sum(_datasets.available().values(), []))
+        present = set(sum(datasets.available().values(), []))
         skipped = [n for n in names if n not in present]
         if skipped:
             print(f"skipping data sets not present here: {skipped}", file=sys.stderr)
@@ -238,19 +140,16 @@ def run(args):
     rows, ceilings = [], []
     n_sample = args.n_sample or config["n_sample"]
     for name in names:
-        kind = _kind(name)
-        sizes = args.train_sizes or config["train_sizes"].get(kind, [None])
+        sizes = args.train_sizes or config["train_sizes"].get(datasets.kind(name), [None])
         for n_train in sizes:
-            ds = _datasets.load(name, n_train=n_train, n_test=args.n_test or config["n_test"])
+            ds = datasets.load(name, n_train=n_train, n_test=args.n_test or config["n_test"])
             n_tr, n_te = ds.X_train.shape[0], ds.X_test.shape[0]
             print(f"{name}: {n_tr} train x {ds.n_features} features, {n_te} test", file=sys.stderr)
             truth = None
             if ds.true_log_density is not None:
                 truth = ds.true_log_density(ds.X_test)
-                mean, se, _ = _mean_se(truth)
-                ceilings.append(
-                    dict(dataset=name, n_train=int(ds.X_train.shape[0]), true_loglik=mean, true_loglik_se=se)
-                )
+                mean, se, _ = mean_se(truth)
+                ceilings.append(dict(dataset=name, n_train=n_tr, true_loglik=mean, true_loglik_se=se))
             cell = []
             for method, factory in methods.items():
                 row = run_one(ds, method, factory, args.seed, n_sample)
@@ -268,10 +167,7 @@ def run(args):
 def _add_gaps(cell, truth):
     """Gap to the truth (synthetic) or to the best method, with its paired standard error.
 
-    All methods score the same test rows, so the standard error of a
-    difference comes from the per-row differences, which is much smaller
-    than the two marginal standard errors combined.  Against the truth the
-    gap estimates ``KL(p_true || p_model)``.
+    Against the truth the gap estimates ``KL(p_true || p_model)``.
     """
     ok = [r for r in cell if "error" not in r and not r["n_nonfinite"]]
     if truth is None:
@@ -282,17 +178,10 @@ def _add_gaps(cell, truth):
     else:
         reference, name = truth, "truth"
     for r in ok:
-        diff = reference - r["_log_density"]
-        r.update(gap=float(diff.mean()), gap_se=float(diff.std(ddof=1) / np.sqrt(diff.size)), gap_to=name)
+        gap, gap_se = paired_difference(reference, r["_log_density"])
+        r.update(gap=gap, gap_se=gap_se, gap_to=name)
     for r in cell:
         r.pop("_log_density", None)
-
-
-def _kind(name):
-    for kind, names in (("synthetic", _datasets.SYNTHETIC), ("sklearn", _datasets.SKLEARN)):
-        if name in names:
-            return kind
-    return "shared"
 
 
 def _add_ratios(rows):
@@ -305,141 +194,71 @@ def _add_ratios(rows):
 
 
 # ------------------------------------------------------------------ report
-def machine_info(args):
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {
-        "python": platform.python_version(),
-        "skflow": skflow.__version__,
-        "torch": torch.__version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-    }
-    if zuko_available():
-        import zuko
-
-        versions["zuko"] = zuko.__version__
-    return {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "seed": args.seed,
-        "versions": versions,
-    }
-
-
 def _cell_key(r):
     return (r["dataset"], r["n_train"])
 
 
-def _fmt_ll(r, best=None):
+def _fmt_row_ll(r, best=None):
     if r is None:
         return "—"
     if "error" in r:
         return "failed"
     if r["n_nonfinite"]:
         return f"−inf ({r['n_nonfinite']} rows)"
-    text = f"{r['test_loglik']:.3f} ± {r['test_loglik_se']:.3f}".replace("-", "−")
-    return f"**{text}**" if best is not None and r["test_loglik"] >= best else text
-
-
-def _fmt_num(value, digits=3):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+    return fmt_ll(r["test_loglik"], r["test_loglik_se"], bold=best is not None and r["test_loglik"] >= best)
 
 
 def tables(rows, ceilings, methods):
-    """The report as a list of (title, intro, header, body) tables."""
+    """The report as a list of (title, intro, header, body) sections."""
     cells = list(dict.fromkeys(_cell_key(r) for r in rows))
     by = {(_cell_key(r), r["method"]): r for r in rows}
     truth = {(c["dataset"], c["n_train"]): c for c in ceilings}
     first = {c: next(r for r in rows if _cell_key(r) == c) for c in cells}
     out = []
 
-    header = ["data set", "n_train", "d", "truth", *methods]
     body = []
     for c in cells:
-        finite = [
-            by[(c, m)]["test_loglik"]
-            for m in methods
-            if (c, m) in by and "error" not in by[(c, m)] and not by[(c, m)]["n_nonfinite"]
-        ]
+        ok = [by[(c, m)] for m in methods if (c, m) in by and "error" not in by[(c, m)]]
+        finite = [r["test_loglik"] for r in ok if not r["n_nonfinite"]]
         best = max(finite) if finite else None
         t = truth.get(c)
-        t_text = f"{t['true_loglik']:.3f}".replace("-", "−") if t else ""
-        body.append(
-            [
-                c[0],
-                str(c[1]),
-                str(first[c]["n_features"]),
-                t_text,
-                *[_fmt_ll(by.get((c, m)), best) for m in methods],
-            ]
-        )
-    out.append(
-        (
-            "Held-out log-likelihood",
-            "Mean log-density of the test rows in nats per row, in the data's original units (higher is "
-            "better), ± its standard error over test rows; best per row in bold. *truth*: mean true "
-            "log-density of the same test rows (synthetic sets only), the ceiling no model can beat in "
-            "expectation.",
-            header,
-            body,
-        )
-    )
+        body.append([c[0], str(c[1]), str(first[c]["n_features"]), fmt_ll(t["true_loglik"]) if t else "",
+                     *[_fmt_row_ll(by.get((c, m)), best) for m in methods]])
+    out.append((
+        "Held-out log-likelihood",
+        "Mean log-density of the test rows in nats per row, in the data's original units (higher is "
+        "better), ± its standard error over test rows; best per row in bold. *truth*: mean true "
+        "log-density of the same test rows (synthetic sets only), the ceiling no model can beat in "
+        "expectation.",
+        ["data set", "n_train", "d", "truth", *methods],
+        body,
+    ))
 
-    header = ["data set", "n_train", f"{GMM} s", *[m for m in methods if m != GMM]]
-    body = []
-    for c in cells:
-        g = by.get((c, GMM), {})
-        body.append(
-            [
-                c[0],
-                str(c[1]),
-                _fmt_num(g.get("fit_seconds"), 2),
-                *[_fmt_num(by.get((c, m), {}).get("fit_time_vs_gmm"), 2) for m in methods if m != GMM],
-            ]
-        )
-    out.append(
-        (
-            "Fit time relative to GaussianMixture",
-            f"Wall-clock fit time divided by {GMM}'s in the same row (one thread each). The {GMM} and "
-            f"{KDE} times include their cross-validated model selection (tens of fits); flows fit once, "
-            "with early stopping on 10% of the training rows.",
-            header,
-            body,
-        )
-    )
+    others = [m for m in methods if m != GMM]
+    body = [[c[0], str(c[1]), fmt_num(by.get((c, GMM), {}).get("fit_seconds"), 2),
+             *[fmt_num(by.get((c, m), {}).get("fit_time_vs_gmm"), 2) for m in others]] for c in cells]
+    out.append((
+        "Fit time relative to GaussianMixture",
+        f"Wall-clock fit time divided by {GMM}'s in the same row (one thread each). The {GMM} and "
+        f"{KDE} times include their cross-validated model selection (tens of fits); flows fit once, "
+        "with early stopping on 10% of the training rows.",
+        ["data set", "n_train", f"{GMM} s", *others],
+        body,
+    ))
 
     for c in cells:
-        f = first[c]
-        t = truth.get(c)
+        f, t = first[c], truth.get(c)
         intro = f"{f['description']}. {c[1]} train rows, {f['n_test']} test rows, {f['n_features']} features."
-        intro += (
-            " Gap: mean per-row difference of log-densities to the "
-            + ("truth (an estimate of KL(p_true || p_model))" if t else "best method")
-            + ", with its paired standard error."
-        )
+        intro += (" Gap: mean per-row difference of log-densities to the "
+                  + ("truth (an estimate of KL(p_true || p_model))" if t else "best method")
+                  + ", with its paired standard error.")
         if t:
-            intro += f" Truth: {t['true_loglik']:.3f} ± {t['true_loglik_se']:.3f} nats.".replace("-", "−")
+            intro += f" Truth: {fmt_ll(t['true_loglik'], t['true_loglik_se'])} nats."
         if f["notes"]:
             notes = "; ".join(f["notes"])
             intro += " " + notes[0].upper() + notes[1:] + "."
-        gap_title = "gap to truth ± s.e." if t else "gap to best ± s.e."
-        header = ["method", "test log-lik", gap_title, "fit s", "× GMM", "parameters", "score rows/s",
-                  "sample rows/s", "epochs / selection"]
+        header = ["method", "test log-lik", "gap to truth ± s.e." if t else "gap to best ± s.e.", "fit s",
+                  "× GMM", "parameters", "score rows/s", "sample rows/s", "epochs / selection"]
         body = []
         for m in methods:
             r = by.get((c, m))
@@ -448,79 +267,19 @@ def tables(rows, ceilings, methods):
             if "error" in r:
                 body.append([m, "failed: " + r["error"][:80], *[""] * 7])
                 continue
-            if "gap" not in r:
-                gap = "—"
-            elif r.get("gap_to") == m:
-                gap = "(best)"
-            else:
-                gap = f"{r['gap']:.3f} ± {r['gap_se']:.3f}".replace("-", "−")
-            params = _fmt_num(r["n_parameters"])
-            if r["parameters_note"]:
-                params += f" ({r['parameters_note']})"
+            gap = "—" if "gap" not in r else ("(best)" if r.get("gap_to") == m else fmt_ll(r["gap"], r["gap_se"]))
+            params = fmt_num(r["n_parameters"]) + (f" ({r['parameters_note']})" if r["parameters_note"] else "")
             extra = r["selected"] or (f"{r['n_iter']} epochs" if r["n_iter"] is not None else "")
-            body.append(
-                [
-                    m,
-                    _fmt_ll(r),
-                    gap,
-                    _fmt_num(r["fit_seconds"], 2),
-                    _fmt_num(r.get("fit_time_vs_gmm"), 2),
-                    params,
-                    _fmt_num(r["score_rows_per_s"]),
-                    _fmt_num(r["sample_rows_per_s"]),
-                    extra,
-                ]
-            )
+            body.append([m, _fmt_row_ll(r), gap, fmt_num(r["fit_seconds"], 2), fmt_num(r.get("fit_time_vs_gmm"), 2),
+                         params, fmt_num(r["score_rows_per_s"]), fmt_num(r["sample_rows_per_s"]), extra])
         out.append((f"{c[0]} (n_train={c[1]})", intro, header, body))
     return out
 
 
-def to_markdown(info, report):
-    lines = [
-        "# skflow benchmark",
-        "",
-        f"`{info['command']}` on {info['date']}; {info['cpu']}, {info['logical_cpus']} logical CPUs, "
-        f"{info['torch_threads']} torch thread(s); "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        + f"; seed {info['seed']}.",
-        "",
-        "Times are for this machine only: compare the ratios within the run, not absolute seconds.",
-    ]
-    for i, (title, intro, header, body) in enumerate(report):
-        level = "##" if i < 2 else "###"
-        if i == 2:
-            lines += ["", "## Per data set"]
-        lines += ["", f"{level} {title}", "", intro, "", "| " + " | ".join(header) + " |"]
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines) + "\n"
-
-
-def to_rst(info, report, image_prefix="", images=()):
-    def esc(text):
-        return text.replace("*", "\\*").replace("|", "\\|") if text else ".."
-
-    lines = [
-        ".. This file is generated by `python benchmarks/run.py --docs`; do not edit by hand.",
-        "",
-        f"Measured with ``{info['command']}`` on {info['date']}: {info['cpu']}, "
-        f"{info['logical_cpus']} logical CPUs, {info['torch_threads']} torch thread(s); "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        + f"; seed {info['seed']}.",
-        "",
-    ]
-    for title, intro, header, body in report:
-        lines += [title, "~" * len(title), "", intro.replace("`", "``"), ""]
-        lines += [".. list-table::", "   :header-rows: 1", ""]
-        for row in [header, *body]:
-            cells = [esc(c) if not c.startswith("**") else "**" + esc(c.strip("*")) + "**" for c in row]
-            lines.append("   * - " + cells[0])
-            lines += [f"     - {c}" for c in cells[1:]]
-        lines.append("")
-        if title == "Fit time relative to GaussianMixture":
-            for image in images:
-                lines += [f".. image:: {image_prefix}{image}", "   :width: 100%", ""]
-    return "\n".join(lines)
+def _preamble(info):
+    return (f"`{info['command'].strip()}` on {info['date']}: {info['cpu']}, {info['logical_cpus']} logical CPUs, "
+            f"{info['torch_threads']} torch thread(s); " + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+            + f"; seed {info['seed']}. Times are for this machine only: compare the ratios within the run.")
 
 
 def plots(rows, ceilings, methods, out):
@@ -591,27 +350,17 @@ def plots(rows, ceilings, methods, out):
     return ["loglik.png", "fit_time.png"]
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small suite (< 3 minutes on 2 cores)")
-    parser.add_argument("--datasets", nargs="+", help="data set names (see _datasets.py)")
+    parser.add_argument("--datasets", nargs="+", help="data set names (see benchmarks/datasets.py)")
     parser.add_argument("--methods", nargs="+", help="restrict to these methods")
     parser.add_argument("--train-sizes", nargs="+", type=int, help="override training sizes for every set")
     parser.add_argument("--n-test", type=int, help="test rows (synthetic: drawn; real: at most)")
     parser.add_argument("--n-sample", type=int, help="rows drawn to time sample()")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--docs", action="store_true",
                         help="also write docs/benchmark_results.rst and its figures in docs/_static/")
     parser.add_argument("--from-json", type=Path, metavar="PATH",
@@ -621,28 +370,32 @@ def main(argv=None):
         payload = json.loads(args.from_json.read_text())
         info, methods, ceilings, rows = (payload[k] for k in ("info", "methods", "ceilings", "results"))
         for r in rows:
-            for key in ("test_loglik", "test_loglik_se"):
-                if key in r and r[key] is None:
-                    r[key] = -math.inf if key == "test_loglik" else math.nan
+            if "test_loglik" in r and r["test_loglik"] is None:
+                r["test_loglik"], r["test_loglik_se"] = -math.inf, math.nan
     else:
         torch.set_num_threads(args.threads)
         tic = time.perf_counter()
         rows, ceilings, methods = run(args)
-        info = machine_info(args)
-        info["total_seconds"] = time.perf_counter() - tic
+        info = machine_info("python -m benchmarks.run", seed=args.seed, total_seconds=time.perf_counter() - tic)
     args.out.mkdir(parents=True, exist_ok=True)
     report = tables(rows, ceilings, methods)
     images = plots(rows, ceilings, methods, args.out)
-    payload = {"info": info, "methods": methods, "ceilings": ceilings, "results": rows}
-    (args.out / "benchmark.json").write_text(json.dumps(_json_safe(payload), indent=1) + "\n")
-    (args.out / "benchmark.md").write_text(to_markdown(info, report))
-    (args.out / "benchmark.rst").write_text(to_rst(info, report, images=images))
+    write_json(args.out / "benchmark.json", {"info": info, "methods": methods, "ceilings": ceilings, "results": rows})
+    (args.out / "benchmark.md").write_text(to_markdown("skflow benchmark", _preamble(info), report))
+    command = "python -m benchmarks.run --docs"
+    title = "Fit time relative to GaussianMixture"
+    rst_preamble = _preamble(info).replace("`", "``")
+
+    def figures(prefix):
+        return {title: [line for image in images for line in (f".. image:: {prefix}{image}", "   :width: 100%", "")]}
+
+    (args.out / "benchmark.rst").write_text(to_rst(command, rst_preamble, report, after=figures("")))
     if args.docs:
         static = REPO / "docs" / "_static"
         static.mkdir(parents=True, exist_ok=True)
         for image in images:
             shutil.copyfile(args.out / image, static / f"benchmark_{image}")
-        rst = to_rst(info, report, image_prefix="/_static/benchmark_", images=images)
+        rst = to_rst(command, rst_preamble, report, after=figures("/_static/benchmark_"))
         (REPO / "docs" / "benchmark_results.rst").write_text(rst)
     print(f"wrote {args.out}/benchmark.{{json,md,rst}} and {', '.join(images)} "
           f"(run took {info['total_seconds']:.0f} s)", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/spline_quality.py [--quick] [--sweep] [--seeds N] [--out DIR]
+    python -m benchmarks.spline_quality [--quick] [--sweep] [--seeds N] [--out DIR]
 
 Prints a markdown table (data set x model: held-out mean log-likelihood, fit
 seconds) and writes ``spline_quality.json`` (or ``spline_sweep.json``) under
@@ -10,7 +10,7 @@ seconds) and writes ``spline_quality.json`` (or ``spline_sweep.json``) under
 
 Protocol
 --------
-- Data sets and their seeded train/test splits come from ``_datasets.py``:
+- Data sets and their seeded train/test splits come from :mod:`benchmarks.datasets`:
   closed-form synthetic densities (2000 training rows; the ``truth`` column
   is the mean true log-density of the test rows), scikit-learn's iris, wine,
   breast_cancer and dequantised digits, and ``shared/data/density`` sets
@@ -43,15 +43,14 @@ import torch  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _datasets import available, load  # noqa: E402
-
 import skflow  # noqa: E402
 from skflow import RealNVPDensity, SplineFlowDensity  # noqa: E402
 
+from . import RESULTS  # noqa: E402
+from .datasets import available, load  # noqa: E402
+
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LAYERS = SplineFlowDensity().n_layers
 
 FULL_SETS = [
@@ -153,7 +152,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-train", type=int, default=4000, help="training rows of the shared sets")
     parser.add_argument("--sets", nargs="*", help="restrict to these data sets")
     parser.add_argument("--configs", nargs="*", help="with --sweep: restrict to these labels")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     shared = set(available()["shared"])

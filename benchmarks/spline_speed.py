@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/spline_speed.py [--quick] [--threads N] [--out DIR]
+    python -m benchmarks.spline_speed [--quick] [--threads N] [--out DIR]
 
 Prints two markdown tables and writes ``spline_speed.json`` under
 ``benchmarks/results/`` (git-ignored).
@@ -42,11 +42,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from skflow import RealNVPDensity, SplineFlowDensity, base  # noqa: E402
+from skflow import RealNVPDensity, SplineFlowDensity  # noqa: E402
 from skflow.engine import Compose, Flow  # noqa: E402
 from skflow.engine.training import Trainer  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from . import RESULTS  # noqa: E402
+
+try:  # the engine's runtime module owns the inference chunk since the engine refactor
+    from skflow.engine.runtime import INFERENCE_CHUNK  # noqa: E402
+except ImportError:
+    from skflow.base import _INFERENCE_CHUNK as INFERENCE_CHUNK  # noqa: E402
+
 N_FEATURES = 16
 BATCH = 256
 
@@ -115,7 +121,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and samples (< 3 min)")
     parser.add_argument("--threads", type=int, default=int(os.environ["OMP_NUM_THREADS"]))
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     n_steps, repeats, n_samples = (10, 3, 20_000) if args.quick else (50, 5, 200_000)
@@ -158,7 +164,7 @@ def main(argv=None) -> int:
         model = est.fit(X)
         n = n_samples if "autoregressive" not in name else n_samples // 4
         rates = sampling_rates(model, n, repeats=2)
-        sample_rows.append(dict(model=name, inference_chunk=base._INFERENCE_CHUNK, **rates))
+        sample_rows.append(dict(model=name, inference_chunk=INFERENCE_CHUNK, **rates))
 
     print(f"## Training step ({N_FEATURES} features, {args.threads} thread(s), float32, CPU ms)\n")
     print("| n_layers | hidden | batch | model | ms/step | ratio vs RealNVP (same mixing) |")
