@@ -81,26 +81,39 @@ def scaled_squared_distance(u: Tensor, a: Tensor, length_scale: float | Tensor =
     # Any fixed centre leaves the distances (and their gradients) unchanged.
     centre = a.detach().mean(dim=0)
     us, as_ = (u - centre) / length_scale, (a - centre) / length_scale
-    norms = us.square().sum(dim=-1, keepdim=True) + as_.square().sum(dim=-1)
+    u_norms, a_norms = us.square().sum(dim=-1, keepdim=True), as_.square().sum(dim=-1)
+    norms = u_norms + a_norms
     d2 = torch.addmm(norms, us, as_.mT, alpha=-2.0)
-    # Negated so that NaN (inf - inf from overflowing norms) is recomputed too.
-    close = ~(d2 > CANCELLATION_RATIO * norms)
+    # addmm's backward does not use its input: ``norms`` becomes the threshold in place.
+    close = d2 <= norms.detach().mul_(CANCELLATION_RATIO)
+    if not (torch.isfinite(u_norms).all() and torch.isfinite(a_norms).all()):
+        close |= torch.isnan(d2)  # inf - inf where a norm overflows
+    inplace = _owned(d2)
     if close.any():
         rows, cols = close.nonzero(as_tuple=True)
         # From the raw inputs: centring rounds, and u - a is exact for nearby u, a (Sterbenz).
         exact = ((u[rows] - a[cols]) / length_scale).square().sum(dim=-1)
-        d2 = d2.index_put((rows, cols), exact)
-    return d2.clamp_min(0.0)
+        d2 = d2.index_put_((rows, cols), exact) if inplace else d2.index_put((rows, cols), exact)
+    return d2.clamp_min_(0.0) if inplace else d2.clamp_min(0.0)
+
+
+def _owned(t: Tensor) -> bool:
+    """Whether a fresh temporary may be updated in place: no graph is being recorded through it."""
+    return not (torch.is_grad_enabled() and t.requires_grad)
 
 
 def _distance(u: Tensor, a: Tensor, length_scale: float | Tensor) -> Tensor:
     """Scaled Euclidean distance with a finite gradient at ``r = 0``."""
-    return scaled_squared_distance(u, a, length_scale).clamp_min(MIN_SQUARED_DISTANCE).sqrt()
+    d2 = scaled_squared_distance(u, a, length_scale)
+    if _owned(d2):
+        return d2.clamp_min_(MIN_SQUARED_DISTANCE).sqrt_()
+    return d2.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
 
 
 def squared_exponential(u: Tensor, a: Tensor, length_scale: float | Tensor = 1.0) -> Tensor:
     """Squared-exponential (RBF) kernel ``exp(-r^2 / 2)``, shape ``(n, N)``."""
-    return torch.exp(-0.5 * scaled_squared_distance(u, a, length_scale))
+    d2 = scaled_squared_distance(u, a, length_scale)
+    return d2.mul_(-0.5).exp_() if _owned(d2) else torch.exp(-0.5 * d2)
 
 
 def matern(u: Tensor, a: Tensor, length_scale: float | Tensor = 1.0, nu: float = 1.5) -> Tensor:
@@ -116,7 +129,8 @@ def matern(u: Tensor, a: Tensor, length_scale: float | Tensor = 1.0, nu: float =
 
 def laplacian(u: Tensor, a: Tensor, length_scale: float | Tensor = 1.0) -> Tensor:
     """Exponential kernel ``exp(-r)`` (Matérn nu=1/2), shape ``(n, N)``."""
-    return torch.exp(-_distance(u, a, length_scale))
+    r = _distance(u, a, length_scale)
+    return r.neg_().exp_() if _owned(r) else torch.exp(-r)
 
 
 def rational_quadratic(
