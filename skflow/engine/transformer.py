@@ -164,7 +164,8 @@ class _Layer(nn.Module):
         self.norm_attention = nn.LayerNorm(width)
         self.attention = _SelfAttention(width, n_heads)
         self.norm_mlp = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, MLP_RATIO * width), nn.GELU(), nn.Linear(MLP_RATIO * width, width))
+        hidden = MLP_RATIO * width
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
     def forward(self, h: Tensor, cache: _KeyValueCache | None = None, capacity: int = 0) -> Tensor:
         h = h + self.attention(self.norm_attention(h), cache, capacity)

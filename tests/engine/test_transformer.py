@@ -39,9 +39,8 @@ LAYOUTS = {
 def _stack(features, image_shape=None, patch_shape=None, n_layers=3, seed=0, perturb=True) -> Compose:
     g = torch.Generator().manual_seed(seed)
     layout = token_layout(features, image_shape, patch_shape)
-    layers = transformer_stack(
-        features, n_layers, layout, lambda: SplineMap(N_BINS, BOUND), embed_dim=16, depth=2, n_heads=2, generator=g
-    )
+    spline = lambda: SplineMap(N_BINS, BOUND)  # noqa: E731
+    layers = transformer_stack(features, n_layers, layout, spline, embed_dim=16, depth=2, n_heads=2, generator=g)
     flow = Compose(layers).to(F64)
     if perturb:
         with torch.no_grad():
