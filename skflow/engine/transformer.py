@@ -37,6 +37,7 @@ from .transforms import ActNorm, Transform
 
 __all__ = [
     "CONDITIONER_INPUT_BOUND",
+    "ATTENTION_ELEMENTS",
     "token_layout",
     "CausalTransformer",
     "TransformerBlock",
@@ -51,9 +52,11 @@ __all__ = [
 CONDITIONER_INPUT_BOUND = 5.0
 # Standard deviation of the initial embedding and attention/MLP weights (GPT-2's choice).
 INIT_STD = 0.02
-# Rows per conditioner pass without gradients: the attention weights of a chunk take
-# rows * heads * T^2 values, so a large inference batch must not go through at once.
-INFERENCE_ROWS = 1024
+# Without gradients, a forward pass goes through the transformer in chunks of rows whose
+# attention weights (rows * heads * T^2 values) stay below this many: ~128 MB in float64,
+# e.g. 8192 rows at 16 tokens but 1024 rows at 64.  (The inverse needs no chunks: one
+# decoding step attends from a single position.)
+ATTENTION_ELEMENTS = 2**24
 # Width of the transformer's feed-forward layer relative to the embedding.
 MLP_RATIO = 4
 
@@ -326,9 +329,11 @@ class TransformerBlock(Transform):
         return tokens.reshape(tokens.shape[0], -1)[:, self.inverse_order]
 
     def _chunked(self, fn: Callable[[Tensor], tuple[Tensor, Tensor]], x: Tensor) -> tuple[Tensor, Tensor]:
-        if torch.is_grad_enabled() or x.shape[0] <= INFERENCE_ROWS:
+        n_heads = self.conditioner.layers[0].attention.n_heads if len(self.conditioner.layers) else 1
+        rows = max(1, ATTENTION_ELEMENTS // (n_heads * self.n_tokens**2))
+        if torch.is_grad_enabled() or x.shape[0] <= rows:
             return fn(x)
-        parts = [fn(chunk) for chunk in x.split(INFERENCE_ROWS)]
+        parts = [fn(chunk) for chunk in x.split(rows)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -354,7 +359,7 @@ class TransformerBlock(Transform):
         return self._chunked(self._forward, x)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._chunked(self._inverse, y)
+        return self._inverse(y)
 
     def extra_repr(self) -> str:
         return f"n_tokens={self.n_tokens}, token_size={self.token_size}"

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from skflow.engine import ActNorm, Compose, Flow
+import skflow.engine.transformer as transformer
 from skflow.engine.elementwise import SplineMap
 from skflow.engine.testing import assert_log_det_matches_autograd, assert_round_trip
 from skflow.engine.transformer import (
     CONDITIONER_INPUT_BOUND,
-    INFERENCE_ROWS,
     CausalTransformer,
     TransformerBlock,
     token_layout,
@@ -199,10 +199,12 @@ def test_cached_decoding_matches_full_pass():
             previous = tokens[:, t]
 
 
-def test_chunked_inference_matches_one_pass():
+def test_chunked_inference_matches_one_pass(monkeypatch):
+    # Chunks of 100 rows (2 heads x 6^2 attention weights per row).
+    monkeypatch.setattr(transformer, "ATTENTION_ELEMENTS", 2 * 36 * 100)
     flow = _stack(6, n_layers=1)
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(INFERENCE_ROWS + 37, 6, generator=g, dtype=F64)
+    x = torch.randn(1037, 6, generator=g, dtype=F64)
     with torch.no_grad():
         y, ladj = flow(x)
         y_small, ladj_small = flow(x[-50:])
