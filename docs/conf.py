@@ -4,10 +4,13 @@ Build (warnings are errors)::
 
     .venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-The gallery runs every ``examples/plot_*.py``; the API pages list every
-public name of ``skflow.__all__`` and ``skflow.engine.__all__`` (written to
+The gallery runs every ``examples/plot_*.py`` and prints each one's wall and
+CPU time (``sphinxext/gallery_clock.py``); the API pages list every public
+name of ``skflow.__all__`` and ``skflow.engine.__all__`` (written to
 ``docs/_api_*.rst`` at configuration time, so a new estimator shows up
-without editing the docs).
+without editing the docs).  The built site works offline: it loads no script
+or style sheet from another host (``bash scripts/docs_screenshots.sh``
+checks, and takes screenshots).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
+sys.path.insert(0, str(DOCS / "sphinxext"))
 
 import skflow  # noqa: E402
 import skflow.engine  # noqa: E402
+from gallery_clock import CLOCK  # noqa: E402
 
 project = "skflow"
 author = "skflow developers"
@@ -35,13 +40,18 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # Ships MathJax into _static/mathjax: the site renders maths offline.
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "_api_*.rst", "benchmark_results.rst", "anomaly_results.rst", "ferumal_results.rst", "scripts", "Thumbs.db", ".DS_Store"]
+exclude_patterns = [
+    "_build", "_api_*.rst", "benchmark_results.rst", "anomaly_results.rst", "ferumal_results.rst",
+    "scripts", "sphinxext", "Thumbs.db", ".DS_Store",
+]
 root_doc = "index"
 default_role = "literal"
 
@@ -51,12 +61,41 @@ html_static_path = ["_static"]
 html_title = f"skflow {release}"
 html_theme_options = {
     "navigation_with_keys": False,
+    # Every top-level page in the header (the default hides some under
+    # "More"); a search icon instead of a search field leaves them room.
+    "header_links_before_dropdown": 8,
+    "navbar_persistent": ["search-button"],
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
 html_show_sourcelink = False
+html_css_files = ["skflow.css"]
+# The built site loads nothing from the network: MathJax comes from the
+# sphinx-mathjax-offline package (_offline_mathjax), and the gallery's timing
+# pages lose their CDN-hosted table widgets (_strip_cdn_html).
+
+
+def _offline_mathjax(app, config):
+    """Use the SVG output of the MathJax that sphinx-mathjax-offline copies into ``_static``.
+
+    That extension sets ``mathjax_path`` in its own ``setup``, after this file
+    is read, hence an event.  SVG output needs no web fonts, which browsers
+    may refuse to load from ``file://`` pages.
+    """
+    config.mathjax_path = "mathjax/tex-svg.js"
+
+
+def _drop_empty_section_nav(app, pagename, templatename, context, doctree):
+    """No primary sidebar on top-level pages without sub-pages.
+
+    pydata-sphinx-theme shows a "Section Navigation" sidebar on every page
+    that has a toctree ancestor, even when the section is the page alone.
+    """
+    includes = app.env.toctree_includes
+    if pagename in includes.get(app.config.root_doc, ()) and not includes.get(pagename):
+        context["sidebars"] = []
 
 # ------------------------------------------------------- autodoc / numpydoc
 autosummary_generate = ["api", "_api_public", "_api_engine"]
@@ -110,17 +149,32 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"(^|/)(?!plot_)[^/]*\.py$",
     "backreferences_dir": "generated/backreferences",
     "doc_module": ("skflow",),
-    "reference_url": {"skflow": None},
     "within_subsection_order": "FileNameSortKey",
     "remove_config_comments": True,
     "show_memory": False,
     "min_reported_time": 1,
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
+    # Times each example (see docs/sphinxext/gallery_clock.py).
+    "reset_modules": ("matplotlib", "gallery_clock.CLOCK"),
+    "reset_modules_order": "both",
 }
-# Examples fit flows until max_iter without converging on purpose; keep their
-# output readable.
+# The examples end with plt.show(), which warns under the Agg backend; keep
+# their output readable.
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
+
+_CDN_HTML = re.compile(r"^  \.\. raw:: html\n\n(?:    .*\n|\n)*?(?=  \.\. list-table::)", re.MULTILINE)
+
+
+def _strip_cdn_html(app, docname, source):
+    """Drop the raw HTML that sphinx-gallery puts on its timing pages.
+
+    It loads jQuery, Bootstrap and DataTables from three CDNs to make the
+    table sortable; without it the page is a plain table (slowest first),
+    and the site loads nothing from the network.
+    """
+    if docname.endswith("sg_execution_times"):
+        source[0] = _CDN_HTML.sub("", source[0])
 
 
 # ------------------------------------------------------ generated API lists
@@ -176,3 +230,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def setup(app):
     app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("autodoc-process-docstring", _protect_ellipsis_in_literals)
+    app.connect("source-read", _strip_cdn_html)
+    app.connect("config-inited", _offline_mathjax)
+    app.connect("html-page-context", _drop_empty_section_nav)
+    app.connect("build-finished", CLOCK.summary)

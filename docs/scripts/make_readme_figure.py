@@ -1,6 +1,8 @@
 """Regenerate ``docs/_static/densities.png`` (the figure in the README and on the docs front page).
 
-It runs ``examples/plot_density_2d.py`` and saves its first figure (the densities)::
+It runs ``examples/plot_density_2d.py`` and saves its first figure (the densities).
+That example fits every flow at its defaults, so the figure shows what ``fit``
+returns; rerun this script whenever a default changes (about a minute of CPU)::
 
     OMP_NUM_THREADS=1 .venv/bin/python docs/scripts/make_readme_figure.py
 """
