@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
@@ -12,8 +13,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skflow import DensityOutlierDetector, FerumalFlowDensity, RealNVPDensity
+from skflow._preprocessing import _TabularPreprocessor
 
 FAST_FLOW = dict(n_layers=2, hidden_dims=(16,), max_iter=30)
+THREADS_BEFORE = torch.get_num_threads()
 
 
 def planted(rng, n_inliers=300, n_outliers=15, d=2):
@@ -219,3 +222,51 @@ def test_on_real_categorical_data(shared_data):
     naive = DensityOutlierDetector(gmm, dequantize=False, random_state=0).fit(X).score_samples(X)
     assert auc > 0.85
     assert roc_auc_score(y, -naive) < 0.5
+
+
+def test_preprocessor_is_deterministic_and_noise_fits_the_grid(rng):
+    n = 300
+    X = np.c_[rng.normal(size=n), rng.randint(0, 4, size=n) * 0.5, np.full(n, 2.0)]
+    pre = _TabularPreprocessor().fit(X)
+    np.testing.assert_array_equal(pre.support_, [True, True, False])
+    Z = pre.transform(X)
+    assert Z.shape == (n, 2)
+    np.testing.assert_array_equal(Z, pre.transform(X))
+    noise = pre.dequantization_noise(n, random_state=0)
+    np.testing.assert_array_equal(noise, pre.dequantization_noise(n, random_state=0))
+    assert np.all(noise[:, 0] == 0)  # continuous column: no noise
+    # Half a grid step (0.5 in input units) either side, and it is used.
+    half_step = 0.25 / pre.scale_[1]
+    assert np.abs(noise[:, 1]).max() <= half_step
+    assert np.abs(noise[:, 1]).max() > 0.9 * half_step
+    # Noisy rows never leave their grid cell: the rounding recovers them.
+    back = (Z[:, 1] + noise[:, 1]) * pre.scale_[1] + pre.location_[1]
+    np.testing.assert_allclose(np.round(back * 2) / 2, X[:, 1])
+
+
+def test_detector_and_benchmark_share_one_preprocessing(rng):
+    X = np.c_[rng.normal(size=(200, 2)), rng.randint(0, 3, size=200)]
+    det = kde_detector().fit(X)
+    pre = _TabularPreprocessor().fit(X)
+    np.testing.assert_array_equal(det.preprocessor_.transform(X), pre.transform(X))
+    np.testing.assert_array_equal(det.dequantization_step_, pre.dequantization_step_)
+
+
+def test_n_jobs_gives_the_same_scores(rng):
+    X = rng.normal(size=(120, 2))
+    det = DensityOutlierDetector(RealNVPDensity(**FAST_FLOW), n_estimators=2, max_samples=60, random_state=0)
+    serial = clone(det).fit(X).score_samples(X)
+    np.testing.assert_array_equal(serial, clone(det).set_params(n_jobs=2).fit(X).score_samples(X))
+    assert torch.get_num_threads() == THREADS_BEFORE  # the workers' thread limit was undone
+
+
+def test_trimming_refits_without_the_least_likely_rows(data):
+    X, y = data
+    # A narrow kernel gives each training row a bump of its own: the planted
+    # outliers, left in the training set, score higher than they should.
+    plain = kde_detector(n_estimators=1).fit(X)
+    trimmed = kde_detector(n_estimators=1, trim_fraction=0.05).fit(X)
+    assert trimmed.estimator_.tree_.data.shape[0] == X.shape[0] - int(np.ceil(0.05 * X.shape[0]))
+    assert np.all(trimmed.score_samples(X)[y == 1] < plain.score_samples(X)[y == 1])
+    inliers = np.abs(trimmed.score_samples(X)[y == 0] - plain.score_samples(X)[y == 0])
+    assert np.median(inliers) < 0.1
