@@ -164,6 +164,8 @@ sphinx_gallery_conf = {
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
 
 _CDN_HTML = re.compile(r"^  \.\. raw:: html\n\n(?:    .*\n|\n)*?(?=  \.\. list-table::)", re.MULTILINE)
+# The memory column's header and cells (times always contain a colon).
+_MEMORY_COLUMN = re.compile(r"^     - (?:Mem \(MB\)|\d+\.\d+|N/A)\n(?=   \* - |\Z|\n)", re.MULTILINE)
 
 
 def _strip_cdn_html(app, docname, source):
@@ -171,10 +173,13 @@ def _strip_cdn_html(app, docname, source):
 
     It loads jQuery, Bootstrap and DataTables from three CDNs to make the
     table sortable; without it the page is a plain table (slowest first),
-    and the site loads nothing from the network.
+    and the site loads nothing from the network.  The memory column goes
+    too: it reads 0.0 when memory is not measured (``show_memory=False``).
     """
     if docname.endswith("sg_execution_times"):
         source[0] = _CDN_HTML.sub("", source[0])
+        if not sphinx_gallery_conf["show_memory"]:
+            source[0] = _MEMORY_COLUMN.sub("", source[0])
 
 
 # ------------------------------------------------------ generated API lists
