@@ -158,7 +158,7 @@ def aggregate(jobs, methods, n_test) -> list[dict]:
         rows.setdefault((job["task"], job["n_train"]), []).append(job)
     out = []
     for (task, n_train), cell in rows.items():
-        ds = datasets.load(task, n_train=n_train, n_test=n_test if datasets.kind(task) == "synthetic" else None)
+        ds = datasets.load(task, n_train=n_train, n_test=n_test)
         row = {"task": task, "kind": ds.kind, "n_train": n_train, "n_test": int(ds.X_test.shape[0]),
                "n_features": ds.n_features, "description": ds.description, "truth": None, "methods": {},
                "paired": {}}
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 tasks at 500 rows (a few minutes)")
     parser.add_argument("--tasks", nargs="+", help=f"data sets (default: {' '.join(TASKS)})")
     parser.add_argument("--sizes", nargs="+", type=int, help="training rows of the synthetic tasks")
-    parser.add_argument("--n-test", type=int, default=N_TEST, help="test rows of the synthetic tasks")
+    parser.add_argument("--n-test", type=int, default=N_TEST, help="test rows (synthetic: drawn; real: at most)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per cell (training draw and model)")
     parser.add_argument("--methods", nargs="+", help="methods (with --ablation: the baselines, default the CV-GMM)")
     parser.add_argument("--ablation", action="store_true", help="skflow estimators x --set configurations")

@@ -75,7 +75,7 @@ def summary(payload) -> dict:
                     diff = -math.inf  # failed, or zero density on some test row (JSON stores -inf as null)
                 if diff is not None and (not math.isfinite(diff) or diff < -WORSE_SE * (se or 0.0)):
                     worse.append([_row_name(row), lab, diff, se])
-            for lab in row["methods"]:
+            for lab in [*labels, *baselines]:  # not the other configurations' estimators
                 if _catastrophic(row, lab):
                     stats = row["methods"][lab]
                     catastrophic.append([_row_name(row), lab, stats["loglik"], stats["trimmed"]])
@@ -177,6 +177,8 @@ def write_reports(payload, out: Path, stem: str, docs: bool = False) -> str:
                 f"{info['torch_threads']} torch thread(s) per process; "
                 + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
                 + f"; {info.get('seeds', 1)} seed(s). Time ratios, not seconds, carry over to other machines.")
+    if info.get("note"):
+        preamble += f" Note: {info['note']}."
     sections = payload_tables(payload)
     markdown = to_markdown("skflow quality benchmark (issue 11)", preamble, sections)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -216,7 +217,7 @@ def machine_info(command: str, **extra) -> dict:
         pass
     return {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": command + " " + " ".join(sys.argv[1:]),
+        "command": " ".join([command, shlex.join(sys.argv[1:])]).strip(),
         "platform": platform.platform(),
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
