@@ -28,18 +28,19 @@ from skflow import SplineFlowDensity
 rng = np.random.RandomState(0)
 X = np.concatenate([rng.normal(-2.0, 0.6, 1400), rng.normal(1.5, 0.35, 600)])[:, None]
 
-model = SplineFlowDensity(n_layers=1, n_bins=8, learning_rate=1e-2, random_state=0).fit(X)
+model = SplineFlowDensity(n_layers=1, base="normal", n_bins=8, learning_rate=1e-2, random_state=0).fit(X)
 print(f"{model.n_iter_} epochs, {model.n_parameters_} parameters, "
       f"mean log-likelihood {model.score(X):.3f}")
 
 # %%
 # The learnt spline
 # -----------------
-# The fitted flow is standardisation, ActNorm, then the spline (an
+# The fitted flow is a standardisation (``flow_.preprocessing``), then
+# ActNorm and the spline (an
 # :class:`~skflow.engine.Elementwise` layer).  The spline maps the
 # normalised data ``u`` to the latent ``z``, which should look standard
 # normal.  Its parameters give the knots directly.
-standardise, actnorm, spline = model.flow_.transform.transforms
+actnorm, spline = model.flow_.transform.transforms
 bound = spline.map.tail_bound
 with torch.no_grad():
     x_knots, y_knots, slopes = (k[0].numpy() for k in spline.map.knots(spline.params))

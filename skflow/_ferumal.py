@@ -8,16 +8,11 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .base import BaseFlowDensity
-from .engine.coupling import coupling_stack
-from .engine.elementwise import AffineMap
-from .engine.kernels import INITS, KERNELS, KernelConditioner
+from .engine.flows import ferumal_flow
+from .engine.kernels import INITS, KERNELS
 from .engine.transforms import MIXINGS, Transform
 
 __all__ = ["FerumalFlowDensity"]
-
-# mixing="auto" learns LU mixing up to this many features and permutes at random beyond,
-# where the n_features**2 parameters per LU layer over-fit small data sets (see Notes).
-_AUTO_LU_MAX_FEATURES = 32
 
 
 class FerumalFlowDensity(BaseFlowDensity):
@@ -40,6 +35,24 @@ class FerumalFlowDensity(BaseFlowDensity):
     ----------
     n_layers : int, default=4
         Number of coupling layers; they share nothing.
+    base : {"auto", "normal", "mixture", "student_t"}, default="auto"
+        The base distribution the flow maps the data onto (see the
+        :ref:`user guide <base_distributions>`).  ``"normal"``: a standard
+        normal (the classic flow, and the configuration of the paper [1]_).
+        ``"mixture"``: a learnable
+        Gaussian mixture initialised by EM on the training rows (as seen by
+        the freshly initialised flow), its size ``n_components`` chosen by
+        BIC; separated modes then need no tearing of space, and the
+        untrained flow *is* that mixture.  ``"student_t"``: independent
+        Student-t marginals with learnable degrees of freedom (heavy tails).
+        ``"auto"``: the mixture or the Student-t base, whichever has the
+        lower BIC on the training rows.  Early stopping scores the starting
+        model too, so training replaces it only by something better on the
+        held-out rows.
+    n_components : "auto" or int, default="auto"
+        Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
+        chooses 1 to 10 components (at most one per 10 training rows) and a
+        full or diagonal covariance by BIC.
     n_aux_points : int, default=50
         Number ``N`` of auxiliary points (kernel centres) per layer.  The
         paper's typical value is 150; 50 matched or beat it on 12 of 14
@@ -120,6 +133,12 @@ class FerumalFlowDensity(BaseFlowDensity):
     validation_scores_ : list of float or None
         Mean held-out log-likelihood per epoch (standardised units), or
         ``None`` without early stopping.
+    base_ : str
+        The base distribution chosen by ``fit``: ``"normal"``,
+        ``"student_t"`` or ``"mixture(K, covariance_type)"``.
+    constant_features_ : ndarray of int
+        Indices of the features that were constant in the training data;
+        they are modelled as point masses (see :ref:`constant_features`).
     n_parameters_ : int
         Number of trainable parameters: per coupling ``N x n_conditioning``
         auxiliary-point coordinates (if learnable), ``N x 2 n_transformed``
@@ -200,6 +219,8 @@ class FerumalFlowDensity(BaseFlowDensity):
         self,
         *,
         n_layers=4,
+        base="auto",
+        n_components="auto",
         n_aux_points=50,
         kernel="rbf",
         length_scale="auto",
@@ -222,6 +243,8 @@ class FerumalFlowDensity(BaseFlowDensity):
     ):
         super().__init__(
             n_layers=n_layers,
+            base=base,
+            n_components=n_components,
             max_iter=max_iter,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -244,24 +267,15 @@ class FerumalFlowDensity(BaseFlowDensity):
         self.mixing = mixing
 
     def _build_transforms(self, n_features: int, generator: torch.Generator) -> list[Transform]:
-        n_aux = int(self.n_aux_points)
-        length_scale = self.length_scale if self.length_scale == "auto" else float(self.length_scale)
-
-        def make_conditioner(n_in: int, n_out: int) -> KernelConditioner:
-            return KernelConditioner(
-                n_in,
-                n_out,
-                n_aux_points=n_aux,
-                kernel=self.kernel,
-                length_scale=length_scale,
-                per_dimension_length_scale=self.per_dimension_length_scale,
-                learnable_aux_points=self.learnable_aux_points,
-                init=self.aux_init,
-            )
-
-        mixing = self.mixing
-        if mixing == "auto":
-            mixing = "lu" if n_features <= _AUTO_LU_MAX_FEATURES else "random"
-        return coupling_stack(
-            n_features, self.n_layers, make_conditioner, AffineMap, mixing=mixing, generator=generator
+        return ferumal_flow(
+            n_features,
+            n_layers=self.n_layers,
+            n_aux_points=self.n_aux_points,
+            kernel=self.kernel,
+            length_scale=self.length_scale,
+            per_dimension_length_scale=self.per_dimension_length_scale,
+            learnable_aux_points=self.learnable_aux_points,
+            aux_init=self.aux_init,
+            mixing=self.mixing,
+            generator=generator,
         )

@@ -8,22 +8,10 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from .base import BaseFlowDensity
-from .engine.conditioners import MLP
-from .engine.coupling import coupling_stack
-from .engine.elementwise import AffineMap
+from .engine.flows import real_nvp_flow
 from .engine.transforms import MIXINGS, Transform
 
 __all__ = ["RealNVPDensity"]
-
-# Soft bound on each coupling's log-scale (|s| < 1: at most a factor e per layer; ActNorm and LU
-# layers still scale freely).  With the engine's default of 3, perceptron conditioners learned
-# near-saturated scales on small, near-degenerate data and six layers compounded them off the data:
-# held-out means of -99,091 (digits, 500 rows) and -101,232 nats (wine_quality_red, 100 rows) from a
-# few rows.  Bound 1 vs 3, mean of 2 seeds (benchmarks/ferumal_vs_realnvp.py cells): digits 500
-# -132.0 vs -99,091; wine_quality_red 100 -52.1 vs -101,232; moons 100 -1.77 vs -147.0; protein
-# 2000 -48.7 vs -126.0; and no worse with 2000 rows (magic -5.60 vs -5.66, miniboone -19.07 vs
-# -19.29, kin8nm -9.59 vs -9.66, GMM 8-D -13.85 vs -13.86).
-_LOG_SCALE_BOUND = 1.0
 
 
 class RealNVPDensity(BaseFlowDensity):
@@ -45,6 +33,23 @@ class RealNVPDensity(BaseFlowDensity):
     ----------
     n_layers : int, default=6
         Number of coupling layers.
+    base : {"auto", "normal", "mixture", "student_t"}, default="auto"
+        The base distribution the flow maps the data onto (see the
+        :ref:`user guide <base_distributions>`).  ``"normal"``: a standard
+        normal (the classic flow).  ``"mixture"``: a learnable
+        Gaussian mixture initialised by EM on the training rows (as seen by
+        the freshly initialised flow), its size ``n_components`` chosen by
+        BIC; separated modes then need no tearing of space, and the
+        untrained flow *is* that mixture.  ``"student_t"``: independent
+        Student-t marginals with learnable degrees of freedom (heavy tails).
+        ``"auto"``: the mixture or the Student-t base, whichever has the
+        lower BIC on the training rows.  Early stopping scores the starting
+        model too, so training replaces it only by something better on the
+        held-out rows.
+    n_components : "auto" or int, default="auto"
+        Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
+        chooses 1 to 10 components (at most one per 10 training rows) and a
+        full or diagonal covariance by BIC.
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner MLP.
     mixing : {"alternate", "reverse", "random", "lu"}, default="lu"
@@ -99,6 +104,12 @@ class RealNVPDensity(BaseFlowDensity):
     validation_scores_ : list of float or None
         Mean held-out log-likelihood per epoch (standardised units), or
         ``None`` without early stopping.
+    base_ : str
+        The base distribution chosen by ``fit``: ``"normal"``,
+        ``"student_t"`` or ``"mixture(K, covariance_type)"``.
+    constant_features_ : ndarray of int
+        Indices of the features that were constant in the training data;
+        they are modelled as point masses (see :ref:`constant_features`).
     n_parameters_ : int
         Number of trainable parameters.
 
@@ -152,6 +163,8 @@ class RealNVPDensity(BaseFlowDensity):
         self,
         *,
         n_layers=6,
+        base="auto",
+        n_components="auto",
         hidden_dims=(64, 64),
         mixing="lu",
         max_iter=500,
@@ -169,6 +182,8 @@ class RealNVPDensity(BaseFlowDensity):
     ):
         super().__init__(
             n_layers=n_layers,
+            base=base,
+            n_components=n_components,
             max_iter=max_iter,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -188,12 +203,10 @@ class RealNVPDensity(BaseFlowDensity):
     def _build_transforms(self, n_features: int, generator: torch.Generator) -> list[Transform]:
         if not all(isinstance(h, Integral) and h >= 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be a tuple of positive ints, got {self.hidden_dims!r}.")
-        hidden = tuple(int(h) for h in self.hidden_dims)
-        return coupling_stack(
+        return real_nvp_flow(
             n_features,
-            self.n_layers,
-            lambda n_in, n_out: MLP(n_in, n_out, hidden),
-            lambda: AffineMap(log_scale_bound=_LOG_SCALE_BOUND),
+            n_layers=self.n_layers,
+            hidden_dims=self.hidden_dims,
             mixing=self.mixing,
             generator=generator,
         )

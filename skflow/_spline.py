@@ -8,10 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .base import BaseFlowDensity
-from .engine.autoregressive import autoregressive_stack
-from .engine.conditioners import MLP
-from .engine.coupling import coupling_stack
-from .engine.elementwise import SplineMap
+from .engine.flows import neural_spline_flow
 from .engine.splines import MIN_BIN_HEIGHT, MIN_BIN_WIDTH
 from .engine.transforms import MIXINGS, Transform
 
@@ -49,6 +46,23 @@ class SplineFlowDensity(BaseFlowDensity):
     ----------
     n_layers : int, default=5
         Number of spline layers.
+    base : {"auto", "normal", "mixture", "student_t"}, default="auto"
+        The base distribution the flow maps the data onto (see the
+        :ref:`user guide <base_distributions>`).  ``"normal"``: a standard
+        normal (the classic flow).  ``"mixture"``: a learnable
+        Gaussian mixture initialised by EM on the training rows (as seen by
+        the freshly initialised flow), its size ``n_components`` chosen by
+        BIC; separated modes then need no tearing of space, and the
+        untrained flow *is* that mixture.  ``"student_t"``: independent
+        Student-t marginals with learnable degrees of freedom (heavy tails).
+        ``"auto"``: the mixture or the Student-t base, whichever has the
+        lower BIC on the training rows.  Early stopping scores the starting
+        model too, so training replaces it only by something better on the
+        held-out rows.
+    n_components : "auto" or int, default="auto"
+        Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
+        chooses 1 to 10 components (at most one per 10 training rows) and a
+        full or diagonal covariance by BIC.
     n_bins : int, default=8
         Number of bins ``K`` of each spline.
     tail_bound : float, default=3.0
@@ -111,6 +125,12 @@ class SplineFlowDensity(BaseFlowDensity):
     validation_scores_ : list of float or None
         Mean held-out log-likelihood per epoch (standardised units), or
         ``None`` without early stopping.
+    base_ : str
+        The base distribution chosen by ``fit``: ``"normal"``,
+        ``"student_t"`` or ``"mixture(K, covariance_type)"``.
+    constant_features_ : ndarray of int
+        Indices of the features that were constant in the training data;
+        they are modelled as point masses (see :ref:`constant_features`).
     n_parameters_ : int
         Number of trainable parameters.
 
@@ -173,6 +193,8 @@ class SplineFlowDensity(BaseFlowDensity):
         self,
         *,
         n_layers=5,
+        base="auto",
+        n_components="auto",
         n_bins=8,
         tail_bound=3.0,
         hidden_dims=(64, 64),
@@ -193,6 +215,8 @@ class SplineFlowDensity(BaseFlowDensity):
     ):
         super().__init__(
             n_layers=n_layers,
+            base=base,
+            n_components=n_components,
             max_iter=max_iter,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -215,21 +239,13 @@ class SplineFlowDensity(BaseFlowDensity):
     def _build_transforms(self, n_features: int, generator: torch.Generator) -> list[Transform]:
         if not all(isinstance(h, Integral) and h >= 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be a tuple of positive ints, got {self.hidden_dims!r}.")
-        hidden = tuple(int(h) for h in self.hidden_dims)
-        n_bins, tail_bound = int(self.n_bins), float(self.tail_bound)
-
-        def spline() -> SplineMap:
-            return SplineMap(n_bins, tail_bound)
-
-        if self.architecture == "autoregressive":
-            return autoregressive_stack(
-                n_features, self.n_layers, hidden, spline, mixing=self.mixing, generator=generator
-            )
-        return coupling_stack(
+        return neural_spline_flow(
             n_features,
-            self.n_layers,
-            lambda n_in, n_out: MLP(n_in, n_out, hidden),
-            spline,
+            n_layers=self.n_layers,
+            n_bins=self.n_bins,
+            tail_bound=self.tail_bound,
+            hidden_dims=self.hidden_dims,
+            architecture=self.architecture,
             mixing=self.mixing,
             generator=generator,
         )

@@ -160,7 +160,7 @@ def test_transform_round_trip_is_exact(est, iris):
 def test_inference_is_batched(est, iris, monkeypatch):
     model = fitted(est, iris)
     full, sample = model.score_samples(iris), model.sample(30, random_state=2)
-    monkeypatch.setattr(skflow.base, "_INFERENCE_CHUNK", 7)
+    monkeypatch.setattr(skflow.engine.runtime, "INFERENCE_CHUNK", 7)
     np.testing.assert_allclose(model.score_samples(iris), full, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(model.sample(30, random_state=2).shape, sample.shape)
     np.testing.assert_allclose(model.transform(iris).shape, iris.shape)

@@ -62,8 +62,8 @@ def spline_figure(out_dir):
     """``spline_learned.png``: a fitted one-layer spline flow, its spline, inverse and density."""
     X = bimodal_sample()
     # One layer (standardisation, ActNorm, one spline): the spline alone shapes the density.
-    model = SplineFlowDensity(n_layers=1, n_bins=8, learning_rate=1e-2, random_state=0).fit(X)
-    standardise, actnorm, spline = model.flow_.transform.transforms
+    model = SplineFlowDensity(n_layers=1, base="normal", n_bins=8, learning_rate=1e-2, random_state=0).fit(X)
+    actnorm, spline = model.flow_.transform.transforms
     bound = spline.map.tail_bound
 
     with torch.no_grad():

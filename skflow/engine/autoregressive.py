@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .coupling import soft_clamp
 from .elementwise import ElementwiseMap
 from .transforms import Transform
 
@@ -79,8 +80,10 @@ class MADE(nn.Module):
         n_params: int,
         generator: torch.Generator | None = None,
         order: Sequence[int] | Tensor | None = None,
+        input_bound: float | None = None,
     ) -> None:
         super().__init__()
+        self.input_bound = input_bound
         self.features = features
         self.hidden_dims = tuple(hidden_dims)
         self.n_params = n_params
@@ -117,8 +120,11 @@ class MADE(nn.Module):
             self.output.weight.zero_()
             self.output.bias.zero_()
 
+    def _hidden(self, x: Tensor) -> Tensor:
+        return self.hidden(soft_clamp(x, self.input_bound))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.output(self.hidden(x)).reshape(x.shape[0], self.features, self.n_params)
+        return self.output(self._hidden(x)).reshape(x.shape[0], self.features, self.n_params)
 
     def feature_params(self, x: Tensor, feature: int) -> Tensor:
         """``forward(x)[:, feature]``, ``(n, n_params)``, computing only that feature's outputs.
@@ -129,7 +135,7 @@ class MADE(nn.Module):
         """
         rows = slice(feature * self.n_params, (feature + 1) * self.n_params)
         weight = self.output.weight[rows] * self.output.mask[rows]
-        return F.linear(self.hidden(x), weight, self.output.bias[rows])
+        return F.linear(self._hidden(x), weight, self.output.bias[rows])
 
     def extra_repr(self) -> str:
         return (
@@ -179,11 +185,12 @@ class MaskedAutoregressive(Transform):
         elementwise_map: ElementwiseMap,
         order: Sequence[int] | Tensor | None = None,
         generator: torch.Generator | None = None,
+        input_bound: float | None = None,
     ) -> None:
         super().__init__()
         self.features = features
         self.map = elementwise_map
-        self.made = MADE(features, hidden_dims, elementwise_map.n_params, generator, order)
+        self.made = MADE(features, hidden_dims, elementwise_map.n_params, generator, order, input_bound)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y, ladj = self.map(x, self.made(x))
@@ -217,13 +224,16 @@ def autoregressive_stack(
     elementwise_map_factory,
     mixing: str = "lu",
     generator: torch.Generator | None = None,
+    input_bound: float | None = None,
 ) -> list[Transform]:
     """The layers of a masked autoregressive flow (MAF / autoregressive NSF).
 
-    Each layer is ``ActNorm -> mixing -> MaskedAutoregressive``.  With a
-    single feature there is nothing to condition on and each layer becomes an
-    unconditional :class:`~skflow.engine.elementwise.Elementwise` bijection,
-    as in :func:`~skflow.engine.coupling.coupling_stack`.
+    Each layer is ``ActNorm -> mixing -> MaskedAutoregressive`` (see
+    :func:`~skflow.engine.stacks.layer_stack`).  With ``"alternate"`` or
+    ``"lu"`` mixing the autoregressive order is reversed every other layer,
+    so even the freshly built (identity) mixing lets every feature condition
+    on every other across two layers; a permutation already reorders the
+    features, and reversing on top of a reversal would undo it.
 
     Parameters
     ----------
@@ -236,34 +246,19 @@ def autoregressive_stack(
     elementwise_map_factory : callable ``() -> ElementwiseMap``
         Builds the element-wise bijection of one layer.
     mixing : {"alternate", "reverse", "random", "lu"}
-        What mixes features between layers: nothing but an autoregressive
-        order that is reversed every other layer, a reversal permutation, a
-        seeded random permutation, or a learned LU-parametrised linear map
-        (Durkan et al.).  With ``"lu"`` the order also alternates, so even
-        the freshly built (identity) mixing lets every feature condition on
-        every other across two layers.
+        What mixes features between layers (:func:`~skflow.engine.transforms.mixing_layer`).
     generator : torch.Generator, optional
         Seeds the MADE initialisation and random permutations.
+    input_bound : float, optional
+        Soft bound on what each MADE sees (see :class:`~skflow.engine.coupling.Coupling`).
     """
-    from .elementwise import Elementwise
-    from .transforms import MIXINGS, ActNorm, mixing_layer
+    from .stacks import layer_stack
 
-    if mixing not in MIXINGS:
-        raise ValueError(f"unknown mixing {mixing!r}")
-    layers: list[Transform] = []
     natural = torch.arange(features)
-    for i in range(n_layers):
-        layers.append(ActNorm(features))
-        elementwise_map = elementwise_map_factory()
-        if features == 1:
-            layers.append(Elementwise(1, elementwise_map))
-            continue
-        mixer = mixing_layer(mixing, features, generator)
-        if mixer is not None:
-            layers.append(mixer)
-        # A permutation already reorders the features; reversing the order on
-        # top of a reversal would undo it.
+
+    def make_layer(i: int, elementwise_map: ElementwiseMap) -> Transform:
         alternate = mixing in ("alternate", "lu") and i % 2 == 1
         order = natural.flip(0) if alternate else natural
-        layers.append(MaskedAutoregressive(features, hidden_dims, elementwise_map, order, generator))
-    return layers
+        return MaskedAutoregressive(features, hidden_dims, elementwise_map, order, generator, input_bound)
+
+    return layer_stack(features, n_layers, make_layer, elementwise_map_factory, mixing, generator)

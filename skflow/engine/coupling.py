@@ -16,7 +16,12 @@ from torch import Tensor, nn
 from .elementwise import ElementwiseMap
 from .transforms import Transform
 
-__all__ = ["Coupling", "alternating_mask", "coupling_stack"]
+__all__ = ["Coupling", "alternating_mask", "coupling_stack", "soft_clamp"]
+
+
+def soft_clamp(x: Tensor, bound: float | None) -> Tensor:
+    """``bound * tanh(x / bound)`` (``x`` itself if ``bound`` is None): near-identity for ``|x| << bound``."""
+    return x if bound is None else bound * torch.tanh(x / bound)
 
 
 def alternating_mask(features: int, parity: int) -> Tensor:
@@ -40,10 +45,22 @@ class Coupling(Transform):
         Maps ``(n, n_conditioning)`` to ``(n, n_transformed * map.n_params)``.
     elementwise_map : ElementwiseMap
         The element-wise bijection applied to the transformed features.
+    input_bound : float, optional
+        If given, the conditioner sees ``soft_clamp(x_c, input_bound)``: far
+        from the data it then gives the parameters it gives at the edge of
+        the data instead of extrapolating to extreme ones.  The conditioner
+        need not be invertible, so the coupling stays an exact bijection.
     """
 
-    def __init__(self, mask: Tensor, conditioner: nn.Module, elementwise_map: ElementwiseMap) -> None:
+    def __init__(
+        self,
+        mask: Tensor,
+        conditioner: nn.Module,
+        elementwise_map: ElementwiseMap,
+        input_bound: float | None = None,
+    ) -> None:
         super().__init__()
+        self.input_bound = input_bound
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.all() or not mask.any():
             raise ValueError("a coupling needs features on both sides of the mask")
@@ -53,7 +70,7 @@ class Coupling(Transform):
         self.map = elementwise_map
 
     def _params(self, x_cond: Tensor) -> Tensor:
-        out = self.conditioner(x_cond)
+        out = self.conditioner(soft_clamp(x_cond, self.input_bound))
         return out.view(x_cond.shape[0], self.transformed.numel(), self.map.n_params)
 
     def _couple(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -87,13 +104,15 @@ def coupling_stack(
     elementwise_map_factory,
     mixing: str = "alternate",
     generator: torch.Generator | None = None,
+    input_bound: float | None = None,
 ) -> list[Transform]:
     """The layers of a RealNVP/Glow-style coupling flow.
 
-    Each layer is ``ActNorm -> mixing -> Coupling``; masks alternate between
-    layers so that every feature is transformed.  With a single feature there
-    is nothing to condition on and each coupling becomes an unconditional
-    :class:`~skflow.engine.elementwise.Elementwise` bijection (as zuko does).
+    Each layer is ``ActNorm -> mixing -> Coupling`` (see
+    :func:`~skflow.engine.stacks.layer_stack`); masks alternate between
+    layers so that every feature is transformed.  A random permutation comes
+    once per pair of couplings: the pair's masks are complementary in the
+    same coordinates, so no feature escapes being transformed.
 
     Parameters
     ----------
@@ -106,33 +125,20 @@ def coupling_stack(
     elementwise_map_factory : callable ``() -> ElementwiseMap``
         Builds the element-wise bijection of one layer.
     mixing : {"alternate", "reverse", "random", "lu"}
-        What mixes features between couplings: nothing beyond alternating
-        masks, a reversal, a seeded random permutation before every pair of
-        couplings (the two couplings of a pair transform complementary
-        halves, so no feature escapes being transformed), or a learned
-        LU-parametrised linear map (Glow's invertible 1x1 convolution).
+        What mixes features between couplings (:func:`~skflow.engine.transforms.mixing_layer`).
     generator : torch.Generator, optional
         Seeds random permutations.
+    input_bound : float, optional
+        Soft bound on what each conditioner sees (see :class:`Coupling`).
     """
-    from .elementwise import Elementwise
-    from .transforms import MIXINGS, ActNorm, mixing_layer
+    from .stacks import layer_stack
 
-    if mixing not in MIXINGS:
-        raise ValueError(f"unknown mixing {mixing!r}")
-    layers: list[Transform] = []
-    for i in range(n_layers):
-        layers.append(ActNorm(features))
-        elementwise_map = elementwise_map_factory()
-        if features == 1:
-            layers.append(Elementwise(1, elementwise_map))
-            continue
-        # A random permutation comes once per pair of couplings: the pair's masks are
-        # complementary in the same coordinates, so every feature is transformed in every pair.
-        mixer = mixing_layer(mixing, features, generator) if mixing != "random" or i % 2 == 0 else None
-        if mixer is not None:
-            layers.append(mixer)
+    def make_layer(i: int, elementwise_map: ElementwiseMap) -> Transform:
         mask = alternating_mask(features, i % 2)
         n_transformed = int(mask.sum())
         conditioner = make_conditioner(features - n_transformed, n_transformed * elementwise_map.n_params)
-        layers.append(Coupling(mask, conditioner, elementwise_map))
-    return layers
+        return Coupling(mask, conditioner, elementwise_map, input_bound)
+
+    return layer_stack(
+        features, n_layers, make_layer, elementwise_map_factory, mixing, generator, random_every=2
+    )

@@ -1,0 +1,313 @@
+"""Base distributions: the density a flow pushes its latent space onto.
+
+A flow ``p(x) = q(f(x)) |det J_f(x)|`` needs a base density ``q`` with an
+exact ``log_prob`` and exact sampling.  Every base is an ``nn.Module`` with
+
+- ``features``: the dimension;
+- ``log_prob(z)``: one log-density per row;
+- ``sample(n, generator=None)``: ``n`` rows, drawn with a local generator so
+  the global torch RNG is untouched;
+- ``data_init(z, generator=None)``: optional data-dependent set-up from
+  latent rows (the default does nothing).
+
+Three bases:
+
+- :class:`StandardNormal`: ``N(0, I)``, the classic choice (no parameters);
+- :class:`GaussianMixtureBase`: a learnable mixture of full-covariance
+  Gaussians.  A bijection of one Gaussian must tear space apart to make
+  separated modes, while a mixture has them for free; initialised from an EM
+  fit, a flow with identity-initialised layers *is* that mixture;
+- :class:`StudentTBase`: independent Student-t marginals with a learnable
+  location, scale and degrees of freedom per dimension (tail-adaptive flows,
+  Jaini et al., ICML 2020, arXiv:1907.04481): a Lipschitz flow cannot turn
+  light Gaussian tails into heavy ones, a heavy-tailed base can.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "BASES",
+    "Base",
+    "GaussianMixtureBase",
+    "StandardNormal",
+    "StudentTBase",
+    "standard_normal_log_prob",
+]
+
+_LOG_2PI = math.log(2 * math.pi)
+# Degrees of freedom stay above this: below 1 the Student-t has no mean and a
+# few latent rows would carry most of the likelihood gradient.
+MIN_DF = 1.0
+# Degrees of freedom tried per dimension by StudentTBase.data_init (a grid:
+# the likelihood in df is flat and non-convex for large df); training refines.
+_DF_GRID = (1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 50.0)
+# EM iterations for location and scale at each df (converges linearly; 30 is
+# plenty for an initialisation).
+_EM_ITERATIONS = 30
+# Floor on a mixture component's Cholesky diagonal: a component collapsed
+# onto one row would have an unbounded likelihood.
+_MIN_LOG_SCALE = math.log(1e-4)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """Log density of ``N(0, I)``, one value per row."""
+    return -0.5 * (z * z).sum(dim=-1) - 0.5 * z.shape[-1] * _LOG_2PI
+
+
+class Base(nn.Module):
+    """A base distribution (see the module docstring for the contract)."""
+
+    features: int
+
+    def log_prob(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def data_init(self, z: Tensor, generator: torch.Generator | None = None) -> None:
+        """Data-dependent set-up from latent rows ``z``; the default does nothing."""
+
+    def _like(self) -> Tensor:
+        """A tensor carrying this base's dtype and device."""
+        return next(self.buffers())
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}"
+
+
+class StandardNormal(Base):
+    """``N(0, I)`` in ``features`` dimensions; no parameters."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = features
+        # Carries dtype and device through .to(); not saved.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return standard_normal_log_prob(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        like = self._like()
+        return torch.randn(n, self.features, generator=generator, dtype=like.dtype, device=like.device)
+
+
+class GaussianMixtureBase(Base):
+    """Learnable mixture of ``K`` full-covariance Gaussians.
+
+    ``q(z) = sum_k pi_k N(z; mu_k, L_k L_k^T)`` with ``pi = softmax(logits)``
+    and lower-triangular ``L_k`` whose diagonal is ``exp(log_diag)`` (floored
+    at 1e-4), so every parameter value is a valid mixture.
+
+    Parameters
+    ----------
+    weights : Tensor of shape (K,)
+        Mixing proportions (positive; normalised here).
+    means : Tensor of shape (K, d)
+        Component means.
+    covariances : Tensor of shape (K, d, d)
+        Symmetric positive-definite component covariances.
+
+    Examples
+    --------
+    >>> import torch
+    >>> base = GaussianMixtureBase(torch.tensor([0.5, 0.5]), torch.tensor([[-2.0], [2.0]]),
+    ...                            torch.ones(2, 1, 1))
+    >>> base.log_prob(torch.zeros(1, 1)).shape, base.sample(3).shape
+    (torch.Size([1]), torch.Size([3, 1]))
+    """
+
+    def __init__(self, weights: Tensor, means: Tensor, covariances: Tensor) -> None:
+        super().__init__()
+        means = torch.as_tensor(means)
+        n_components, features = means.shape
+        self.features = features
+        self.n_components = n_components
+        weights = torch.as_tensor(weights, dtype=means.dtype)
+        cholesky = torch.linalg.cholesky(torch.as_tensor(covariances, dtype=means.dtype))
+        diag = torch.diagonal(cholesky, dim1=-2, dim2=-1)
+        index = torch.tril_indices(features, features, -1)
+        self.logits = nn.Parameter(torch.log(weights / weights.sum()))
+        self.means = nn.Parameter(means.clone())
+        self.log_diag = nn.Parameter(torch.log(diag).clamp_min(_MIN_LOG_SCALE))
+        self.lower_entries = nn.Parameter(cholesky[:, index[0], index[1]].clone())
+        self.register_buffer("_lower_index", index, persistent=False)
+
+    def scale_tril(self) -> Tensor:
+        """The Cholesky factors ``L_k``, shape ``(K, d, d)``."""
+        d = self.features
+        diag = torch.exp(self.log_diag.clamp_min(_MIN_LOG_SCALE))
+        tril = torch.diag_embed(diag)
+        if d > 1:
+            rows, cols = self._lower_index
+            tril[:, rows, cols] = self.lower_entries
+        return tril
+
+    @torch.no_grad()
+    def typical_scale(self) -> float:
+        """Weighted geometric mean of the components' standard deviations."""
+        log_std = self.log_diag.clamp_min(_MIN_LOG_SCALE).mean(dim=-1)
+        return torch.exp((F.softmax(self.logits, dim=0) * log_std).sum()).item()
+
+    def component_log_prob(self, z: Tensor) -> Tensor:
+        """``log pi_k + log N(z; mu_k, Sigma_k)``, shape ``(n, K)``."""
+        tril = self.scale_tril()
+        diff = (z.unsqueeze(0) - self.means.unsqueeze(1)).transpose(1, 2)  # (K, d, n)
+        white = torch.linalg.solve_triangular(tril, diff, upper=False)
+        mahalanobis = white.square().sum(dim=1).T  # (n, K)
+        log_det = self.log_diag.clamp_min(_MIN_LOG_SCALE).sum(dim=-1)
+        log_weights = F.log_softmax(self.logits, dim=0)
+        return log_weights - log_det - 0.5 * mahalanobis - 0.5 * self.features * _LOG_2PI
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.logsumexp(self.component_log_prob(z), dim=-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        probs = F.softmax(self.logits.detach(), dim=0)
+        # multinomial draws on the CPU with the CPU generator; move after.
+        component = torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(probs.device)
+        noise = torch.randn(n, self.features, generator=generator, dtype=probs.dtype, device=probs.device)
+        tril = self.scale_tril()
+        return self.means[component] + (tril[component] @ noise.unsqueeze(-1)).squeeze(-1)
+
+    def _like(self) -> Tensor:
+        return self.means
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}, n_components={self.n_components}"
+
+
+def _student_t_log_prob(x: Tensor, df: Tensor) -> Tensor:
+    """Element-wise log-density of the standard Student-t with ``df`` degrees of freedom."""
+    half = 0.5 * (df + 1.0)
+    return (
+        torch.lgamma(half)
+        - torch.lgamma(0.5 * df)
+        - 0.5 * torch.log(df * math.pi)
+        - half * torch.log1p(x * x / df)
+    )
+
+
+def _student_t_sample(df: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """``(n, d)`` standard Student-t draws by Bailey's polar method (exact; uniforms only).
+
+    Draw ``U, V`` uniform on ``(-1, 1)`` until ``W = U^2 + V^2 < 1``; then
+    ``U sqrt(df (W^(-2/df) - 1) / W)`` is Student-t (Bailey, Math. Comp. 1994).
+    Acceptance is pi/4 per element, so a few rounds fill every entry.
+    """
+    d = df.numel()
+    out = torch.empty(n, d, dtype=df.dtype)
+    todo = torch.ones(n, d, dtype=torch.bool)
+    df_cpu = df.detach().cpu().expand(n, d)
+    while todo.any():
+        m = int(todo.sum())
+        u = 2.0 * torch.rand(m, generator=generator, dtype=df.dtype) - 1.0
+        v = 2.0 * torch.rand(m, generator=generator, dtype=df.dtype) - 1.0
+        w = u * u + v * v
+        ok = (w < 1.0) & (w > 0.0)
+        nu = df_cpu[todo]
+        value = u * torch.sqrt(nu * (w.pow(-2.0 / nu) - 1.0) / w)
+        filled = todo.clone()
+        filled[todo] = ok
+        out[filled] = value[ok]
+        todo &= ~filled
+    return out.to(df.device)
+
+
+class StudentTBase(Base):
+    """Independent Student-t marginals with learnable location, scale and tails.
+
+    ``q(z) = prod_i t_{nu_i}((z_i - loc_i) / scale_i) / scale_i`` with
+    ``nu_i = 1 + softplus(raw_i)``: each dimension learns how heavy its tails
+    are (tail-adaptive flows).  Starts as ``loc = 0``, ``scale = 1``,
+    ``nu = 30`` until :meth:`data_init`.
+
+    Parameters
+    ----------
+    features : int
+        Dimension.
+
+    Examples
+    --------
+    >>> import torch
+    >>> base = StudentTBase(2)
+    >>> base.data_init(torch.distributions.StudentT(3.0).sample((500, 2)).double())
+    >>> base.sample(4, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 2])
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = features
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.raw_df = nn.Parameter(torch.full((features,), self._raw(30.0)))
+
+    @staticmethod
+    def _raw(df: float) -> float:
+        """Inverse of ``df = MIN_DF + softplus(raw)``."""
+        return math.log(math.expm1(df - MIN_DF))
+
+    @property
+    def df(self) -> Tensor:
+        """Degrees of freedom per dimension, above ``MIN_DF``."""
+        return MIN_DF + F.softplus(self.raw_df)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        x = (z - self.loc) * torch.exp(-self.log_scale)
+        return (_student_t_log_prob(x, self.df) - self.log_scale).sum(dim=-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        t = _student_t_sample(self.df.detach(), n, generator)
+        return self.loc + torch.exp(self.log_scale) * t
+
+    @torch.no_grad()
+    def data_init(self, z: Tensor, generator: torch.Generator | None = None) -> None:
+        """Maximum-likelihood marginals: for each ``nu`` of a grid, location and scale by EM.
+
+        For fixed ``nu`` the Student-t is a scale mixture of Gaussians, and EM
+        (iteratively reweighted means and variances with weights
+        ``(nu + 1) / (nu + r^2)``) converges to the maximum-likelihood location
+        and scale; each dimension then keeps the ``nu`` of the grid with the
+        highest likelihood.  All dimensions are fitted at once.
+        """
+        z = z.detach().to(torch.float64)
+        if z.shape[0] < 2:
+            return
+        best = None
+        for df in _DF_GRID:
+            loc = z.median(dim=0).values
+            var = (z - loc).square().mean(dim=0).clamp_min(1e-12)
+            for _ in range(_EM_ITERATIONS):
+                weights = (df + 1.0) / (df + (z - loc).square() / var)
+                loc = (weights * z).sum(0) / weights.sum(0)
+                var = (weights * (z - loc).square()).mean(0).clamp_min(1e-12)
+            log_scale = 0.5 * torch.log(var)
+            nu = torch.tensor(df, dtype=z.dtype)
+            ll = (_student_t_log_prob((z - loc) * torch.exp(-log_scale), nu) - log_scale).mean(0)
+            if best is None:
+                best = [ll, loc, log_scale, torch.full_like(ll, self._raw(df))]
+            else:
+                better = ll > best[0]
+                for i, value in enumerate((ll, loc, log_scale, torch.full_like(ll, self._raw(df)))):
+                    best[i] = torch.where(better, value, best[i])
+        _, loc, log_scale, raw_df = best
+        if all(torch.isfinite(t).all() for t in (loc, log_scale, raw_df)):
+            self.loc.copy_(loc)
+            self.log_scale.copy_(log_scale)
+            self.raw_df.copy_(raw_df)
+
+    def _like(self) -> Tensor:
+        return self.loc
+
+
+# The base distributions an estimator can choose (its ``base`` parameter).
+BASES = ("normal", "mixture", "student_t")

@@ -1,0 +1,166 @@
+"""Base distributions: exact log-densities, densities that integrate to 1, samples that agree."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from skflow.engine import ActNorm, Compose, Flow, Trainer, TrainingStatus
+from skflow.engine.bases import GaussianMixtureBase, StandardNormal, StudentTBase
+
+D = torch.float64
+
+
+def _mixture(seed=0, d=2, k=3):
+    g = torch.Generator().manual_seed(seed)
+    means = 3 * torch.randn(k, d, generator=g, dtype=D)
+    a = torch.randn(k, d, d, generator=g, dtype=D)
+    cov = a @ a.transpose(1, 2) + 0.3 * torch.eye(d, dtype=D)
+    weights = torch.rand(k, generator=g, dtype=D) + 0.2
+    return GaussianMixtureBase(weights, means, cov).double()
+
+
+def _student(d=2):
+    base = StudentTBase(d).double()
+    with torch.no_grad():
+        base.loc.copy_(torch.tensor([0.5, -1.0][:d], dtype=D))
+        base.log_scale.copy_(torch.tensor([0.2, -0.3][:d], dtype=D))
+        base.raw_df.copy_(torch.tensor([StudentTBase._raw(3.0), StudentTBase._raw(8.0)][:d], dtype=D))
+    return base
+
+
+BASES = {
+    "normal": lambda: StandardNormal(2).double(),
+    "mixture": _mixture,
+    "student_t": _student,
+}
+
+
+def _grid(lim, n):
+    t = torch.linspace(-lim, lim, n, dtype=D)
+    xx, yy = torch.meshgrid(t, t, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], dim=1), (t[1] - t[0]).item()
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_integrates_to_one_on_a_2d_grid(name):
+    base = BASES[name]()
+    lim = 60.0 if name == "student_t" else 15.0
+    grid, step = _grid(lim, 1201)
+    with torch.no_grad():
+        mass = torch.exp(base.log_prob(grid)).sum().item() * step * step
+    # Student-t with 3 degrees of freedom leaves ~1e-4 of its mass beyond 60 scale units.
+    assert mass == pytest.approx(1.0, abs=2e-3)
+
+
+def test_mixture_log_prob_matches_torch_distributions():
+    base = _mixture(seed=3, d=3, k=4)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=base.logits.detach()),
+        torch.distributions.MultivariateNormal(base.means.detach(), scale_tril=base.scale_tril().detach()),
+    )
+    z = 4 * torch.randn(200, 3, generator=torch.Generator().manual_seed(1), dtype=D)
+    expected = reference.log_prob(z)
+    torch.testing.assert_close(base.log_prob(z).detach(), expected, rtol=1e-12, atol=1e-10)
+
+
+def test_student_t_log_prob_matches_torch_distributions():
+    base = _student()
+    reference = torch.distributions.StudentT(
+        base.df.detach(), base.loc.detach(), torch.exp(base.log_scale.detach())
+    )
+    z = torch.tensor([[0.0, 0.0], [10.0, -30.0], [1e3, 1e4]], dtype=D)
+    expected = reference.log_prob(z).sum(-1)
+    torch.testing.assert_close(base.log_prob(z).detach(), expected, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_samples_agree_with_log_prob(name):
+    """Chi-square test of 100k samples binned on a grid against the integrated density."""
+    base = BASES[name]()
+    n = 100_000
+    with torch.no_grad():
+        samples = base.sample(n, torch.Generator().manual_seed(0))
+    assert samples.shape == (n, 2) and samples.dtype == torch.float64
+    edges = np.linspace(-8, 8, 17)
+    observed, _, _ = np.histogram2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=[edges, edges])
+    # Expected counts: the density integrated over each cell by a 20 x 20 midpoint rule.
+    fine = np.linspace(-8, 8, 16 * 20 + 1)
+    centres = 0.5 * (fine[1:] + fine[:-1])
+    xx, yy = np.meshgrid(centres, centres, indexing="ij")
+    with torch.no_grad():
+        density = torch.exp(base.log_prob(torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1)))).numpy()
+    cell = (fine[1] - fine[0]) ** 2
+    expected = n * density.reshape(16, 20, 16, 20).sum(axis=(1, 3)) * cell
+    keep = expected > 20
+    chi2 = (((observed - expected) ** 2)[keep] / expected[keep]).sum()
+    dof = keep.sum() - 1
+    assert chi2 < dof + 5 * math.sqrt(2 * dof), (chi2, dof)
+
+
+def test_sampling_uses_only_the_local_generator():
+    state = torch.random.get_rng_state()
+    for make in BASES.values():
+        a = make().sample(50, torch.Generator().manual_seed(7))
+        b = make().sample(50, torch.Generator().manual_seed(7))
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_student_t_data_init_recovers_heavy_tails():
+    g = torch.Generator().manual_seed(0)
+    t3 = torch.distributions.StudentT(torch.tensor(3.0))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        z = torch.stack([t3.sample((4000,)), torch.randn(4000, generator=g)], 1).double()
+    base = StudentTBase(2).double()
+    base.data_init(z)
+    df = base.df.detach()
+    assert 2.0 < df[0] < 5.0 and df[1] > 15.0
+
+
+def test_flow_with_identity_layers_is_its_base():
+    base = _mixture()
+    flow = Flow(Compose([ActNorm(2)]), base).double()
+    x = torch.randn(20, 2, dtype=D)
+    torch.testing.assert_close(flow.log_prob(x), base.log_prob(x))
+    torch.testing.assert_close(flow.from_latent(flow.to_latent(x)), x, rtol=0, atol=1e-12)
+
+
+def test_bases_have_finite_gradients_far_away():
+    for make in (_mixture, _student):
+        base = make()
+        z = torch.tensor([[1e4, -1e4], [0.0, 0.0]], dtype=D)
+        base.log_prob(z).sum().backward()
+        for p in base.parameters():
+            assert torch.isfinite(p.grad).all()
+
+
+def test_trainer_scores_the_starting_model_and_keeps_it_when_training_hurts():
+    """Epoch 0 is scored: a perfect start is never replaced by worse epochs."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 2, generator=g, dtype=D)
+    flow = Flow(ActNorm(2), 2).double()
+    start = {k: v.clone() for k, v in flow.state_dict().items()}
+    # A huge learning rate: every epoch is worse than the identity start on N(0, I) data.
+    x_val = torch.randn(256, 2, generator=g, dtype=D)
+    result = Trainer(flow, learning_rate=5.0).fit(
+        x, x_val=x_val, max_iter=6, batch_size=64, n_iter_no_change=3, generator=g
+    )
+    assert result.best_epoch == 0 and result.status is TrainingStatus.CONVERGED
+    assert result.initial_score == result.best_score > max(result.validation_scores)
+    for k, v in flow.state_dict().items():
+        torch.testing.assert_close(v, start[k], rtol=0, atol=0)
+
+
+def test_trainer_keeps_its_optimiser_state_across_calls():
+    flow = Flow(ActNorm(2), 2).double()
+    trainer = Trainer(flow, learning_rate=1e-2)
+    x = 3 * torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=D) + 1
+    trainer.fit(x, max_iter=2, batch_size=32, keep_best=False)
+    steps = trainer.optimizer.steps
+    moments = [m.clone() for m in trainer.optimizer.exp_avg]
+    trainer.fit(x, max_iter=1, batch_size=32, keep_best=False)
+    assert trainer.optimizer.steps == steps + 2 > 2
+    assert all(not torch.equal(a, b) for a, b in zip(moments, trainer.optimizer.exp_avg))
