@@ -1,0 +1,39 @@
+"""Named flow builders: their defaults are the estimators' defaults, and they build exact flows."""
+
+import inspect
+
+import pytest
+import torch
+
+from skflow import FerumalFlowDensity, RealNVPDensity, SplineFlowDensity
+from skflow.engine import Compose, ferumal_flow, neural_spline_flow, real_nvp_flow
+from skflow.engine.testing import assert_log_det_matches_autograd, assert_round_trip
+
+PAIRS = [(real_nvp_flow, RealNVPDensity), (ferumal_flow, FerumalFlowDensity), (neural_spline_flow, SplineFlowDensity)]
+
+
+@pytest.mark.parametrize("builder, estimator", PAIRS, ids=lambda x: getattr(x, "__name__", ""))
+def test_engine_and_estimator_defaults_agree(builder, estimator):
+    engine = {k: p.default for k, p in inspect.signature(builder).parameters.items() if k not in ("features",)}
+    params = estimator().get_params()
+    shared = set(engine) & set(params)
+    assert shared >= {"n_layers"}
+    assert {k: engine[k] for k in shared} == {k: params[k] for k in shared}
+    # Every builder argument but the generator is an estimator parameter.
+    assert set(engine) - {"generator"} <= set(params)
+
+
+@pytest.mark.parametrize("builder", [real_nvp_flow, ferumal_flow, neural_spline_flow], ids=lambda b: b.__name__)
+@pytest.mark.parametrize("features", [1, 3])
+def test_named_flows_are_exact(builder, features):
+    g = torch.Generator().manual_seed(0)
+    flow = Compose(builder(features, n_layers=2, generator=g)).double()
+    x = torch.randn(64, features, generator=g, dtype=torch.float64)
+    flow.data_init(x, g)
+    # Perturb every parameter so no layer is the identity.
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    assert_round_trip(flow, x)
+    assert_round_trip(flow, 1e3 * x)
+    assert_log_det_matches_autograd(flow, x[:5])
