@@ -80,19 +80,11 @@ class Compose(Transform):
             x, _ = transform(x)
 
 
-class FixedAffine(Transform):
-    """Non-trainable ``y = (x - loc) / scale``; used for standardisation.
+class _PerFeatureAffine(Transform):
+    """``y = (x - loc) * exp(-log_scale)`` per feature; subclasses own ``loc`` and ``log_scale``."""
 
-    Kept inside the flow so that densities are reported in the units of the
-    input: the standardisation enters through its log-determinant.
-    """
-
-    def __init__(self, loc: Tensor, scale: Tensor) -> None:
-        super().__init__()
-        if torch.any(scale <= 0):
-            raise ValueError("scale must be positive")
-        self.register_buffer("loc", loc.clone())
-        self.register_buffer("log_scale", torch.log(scale))
+    loc: Tensor
+    log_scale: Tensor
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y = (x - self.loc) * torch.exp(-self.log_scale)
@@ -106,10 +98,27 @@ class FixedAffine(Transform):
         return f"features={self.loc.numel()}"
 
 
-class ActNorm(Transform):
+class FixedAffine(_PerFeatureAffine):
+    """Non-trainable ``y = (x - loc) / scale``; used for standardisation.
+
+    Kept inside the flow so that densities are reported in the units of the
+    input: the standardisation enters through its log-determinant.
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor) -> None:
+        super().__init__()
+        if torch.any(scale <= 0):
+            raise ValueError("scale must be positive")
+        self.register_buffer("loc", loc.clone())
+        self.register_buffer("log_scale", torch.log(scale))
+
+
+
+class ActNorm(_PerFeatureAffine):
     """Per-feature affine normalisation with data-dependent init (Glow).
 
-    ``y = (x - loc) * exp(-log_scale)``.  Starts as the identity;
+    ``y = (x - loc) * exp(-log_scale)``, the map of :class:`FixedAffine`
+    with learnable ``loc`` and ``log_scale``.  Starts as the identity;
     :meth:`data_init` sets ``loc``/``log_scale`` so that the initialisation
     batch leaves with zero mean and unit variance.
     """
@@ -120,14 +129,6 @@ class ActNorm(Transform):
         self.loc = nn.Parameter(torch.zeros(features))
         self.log_scale = nn.Parameter(torch.zeros(features))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = (x - self.loc) * torch.exp(-self.log_scale)
-        return y, (-self.log_scale.sum()).expand(x.shape[0])
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = y * torch.exp(self.log_scale) + self.loc
-        return x, self.log_scale.sum().expand(y.shape[0])
-
     @torch.no_grad()
     def data_init(self, x: Tensor, generator: torch.Generator | None = None) -> None:
         if x.shape[0] < 2:
@@ -135,9 +136,6 @@ class ActNorm(Transform):
         std = x.std(dim=0).clamp_min(_MIN_SCALE)
         self.loc.copy_(x.mean(dim=0))
         self.log_scale.copy_(torch.log(std))
-
-    def extra_repr(self) -> str:
-        return f"features={self.features}"
 
 
 class Permutation(Transform):
