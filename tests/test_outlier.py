@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skflow import DensityOutlierDetector, FerumalFlowDensity, RealNVPDensity
+from skflow._outlier import _fit_member
 from skflow._preprocessing import _TabularPreprocessor
 
 FAST_FLOW = dict(n_layers=2, hidden_dims=(16,), max_iter=30)
@@ -257,7 +258,26 @@ def test_n_jobs_gives_the_same_scores(rng):
     det = DensityOutlierDetector(RealNVPDensity(**FAST_FLOW), n_estimators=2, max_samples=60, random_state=0)
     serial = clone(det).fit(X).score_samples(X)
     np.testing.assert_array_equal(serial, clone(det).set_params(n_jobs=2).fit(X).score_samples(X))
-    assert torch.get_num_threads() == THREADS_BEFORE  # the workers' thread limit was undone
+
+
+class _ThreadRecorder(KernelDensity):
+    """A KernelDensity that records how many torch threads its fit ran with."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        self.torch_threads_ = torch.get_num_threads()
+        return super().fit(X, y, sample_weight)
+
+
+def test_parallel_members_run_on_one_thread_and_restore_it(rng):
+    X = rng.normal(size=(50, 2))
+    torch.set_num_threads(2)
+    try:
+        member = _fit_member(_ThreadRecorder(), X, None, True)
+        assert member.torch_threads_ == 1
+        assert torch.get_num_threads() == 2  # the caller's setting is back
+        assert _fit_member(_ThreadRecorder(), X, None, False).torch_threads_ == 2
+    finally:
+        torch.set_num_threads(THREADS_BEFORE)
 
 
 def test_trimming_refits_without_the_least_likely_rows(data):
