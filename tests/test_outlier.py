@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.neighbors import KernelDensity
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skflow import DensityOutlierDetector, FerumalFlowDensity, RealNVPDensity
 from skflow._outlier import _fit_member
@@ -290,3 +291,8 @@ def test_trimming_refits_without_the_least_likely_rows(data):
     assert np.all(trimmed.score_samples(X)[y == 1] < plain.score_samples(X)[y == 1])
     inliers = np.abs(trimmed.score_samples(X)[y == 0] - plain.score_samples(X)[y == 0])
     assert np.median(inliers) < 0.1
+
+
+@parametrize_with_checks([_TabularPreprocessor()])
+def test_preprocessor_is_a_scikit_learn_transformer(estimator, check):
+    check(estimator)
