@@ -11,13 +11,17 @@ Sections (all by default):
     and zuko's RealNVP at the same depth and width (6 layers, hidden
     ``(64, 64)``), SplineFlowDensity (coupling, 6 layers) and zuko's coupling
     NSF, FerumalFlowDensity (defaults, 6 layers).  zuko runs in float32, its
-    default, and in float64 (skflow's inference dtype).  Then float32
-    *prototypes* of skflow's fitted flows (``copy.deepcopy(flow).float()``,
-    with other activations or a cached LU inverse), to size a fast path.
+    default, and in float64 (skflow's inference dtype).  Then *prototypes*
+    of skflow's fitted flows driven directly, to size a fast path: float32
+    (``copy.deepcopy(flow).float()``), ReLU in place of GELU (speed only:
+    the weights were trained with GELU), "LU-inv" (LU layers as one matmul
+    by ``W`` or a precomputed ``W^-1`` instead of two triangular solves) and
+    "sliced" (alternating-mask couplings read and write strided slices
+    instead of gathering and ``index_copy``).
 ``ferumal64``
     The same at 64 features (dequantised digits): FerumalFlowDensity now and
-    with the difference-form kernel it had before issue 12 (patched in),
-    and RealNVPDensity.
+    with the difference-form kernel it had before issue 12 (patched in), at
+    defaults and with ``base="normal"``, and RealNVPDensity.
 ``fit``
     Fit time at defaults on iris, wine, breast_cancer and 500 rows of 2-D
     moons, divided by the fit time of a 5-fold CV GaussianMixture search
@@ -43,6 +47,7 @@ use that many threads too.  Prints markdown tables and writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -157,7 +162,8 @@ class TorchPath:
         out = np.empty(len(X))
         with torch.no_grad():
             for s in range(0, len(X), CHUNK):
-                out[s : s + CHUNK] = self.flow.log_prob(torch.tensor(X[s : s + CHUNK], dtype=self.dtype)).numpy()
+                chunk = torch.tensor(X[s : s + CHUNK], dtype=self.dtype)
+                out[s : s + CHUNK] = self.flow.log_prob(chunk).numpy()
         return out
 
     def sample(self, n, random_state=0):
@@ -170,24 +176,28 @@ class TorchPath:
 
 
 def _cache_lu(module) -> None:
-    """Prototype: ``inverse`` as one matmul by the precomputed ``W^-1`` (no triangular solves)."""
+    """Prototype "LU-inv": one matmul by ``W`` or by a precomputed ``W^-1`` (no triangular solves).
+
+    Inverting the d x d factors per call instead of caching costs about the same.
+    """
     with torch.no_grad():
         lower, upper = module._factors()
-        weight_t, inverse_t = (lower @ upper).T.contiguous(), torch.linalg.inv(lower @ upper).T.contiguous()
+        weight = lower @ upper
+        weight_t, inverse_t = weight.T.contiguous(), torch.linalg.inv(weight).T.contiguous()
         log_det = module.log_diag.sum()
     module.forward = lambda x: (x @ weight_t, log_det.expand(x.shape[0]))
     module.inverse = lambda y: (y @ inverse_t, (-log_det).expand(y.shape[0]))
 
 
 def _slice_coupling(module) -> None:
-    """Prototype: alternating masks as strided views (no gather), output by one clone + slice write."""
+    """Prototype "sliced": alternating masks as strided views, output by one clone + slice write."""
     transformed, conditioning = module.transformed.tolist(), module.conditioning.tolist()
     if transformed != list(range(transformed[0], module.transformed.max() + 1, 2)):
         return
     t_slice, c_slice = slice(transformed[0], None, 2), slice(conditioning[0], None, 2)
 
     def couple(x, inverse):
-        params = module.conditioner(x[:, c_slice]).view(x.shape[0], len(transformed), module.map.n_params)
+        params = module._params(x[:, c_slice])
         y_t, ladj = (module.map.inverse if inverse else module.map.forward)(x[:, t_slice], params)
         y = x.clone()
         y[:, t_slice] = y_t
@@ -247,10 +257,10 @@ def rates(methods: dict, X: np.ndarray, args) -> dict:
             call(sizes[key])
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             best[key] = [max(best[key][0], sizes[key] / wall), max(best[key][1], sizes[key] / cpu)]
-    return {
-        f"{name} | {op}": {"rows_per_s": best[(name, op)][0], "rows_per_cpu_s": best[(name, op)][1], "rows": sizes[(name, op)]}
-        for name, op in calls
-    }
+    out = {}
+    for (name, op), (wall, cpu) in best.items():
+        out[f"{name} | {op}"] = {"rows_per_s": wall, "rows_per_cpu_s": cpu, "rows": sizes[(name, op)]}
+    return out
 
 
 def inference(args) -> dict:
@@ -276,20 +286,18 @@ def inference(args) -> dict:
         print("zuko not installed: peers skipped")
     if args.prototypes:
         methods.update({
-            "proto RealNVP flow_ f64": TorchPath(realnvp, torch.float64),
             "proto RealNVP f32": TorchPath(realnvp),
-            "proto RealNVP f32 tanh-GELU": TorchPath(realnvp, activation=lambda: torch.nn.GELU("tanh")),
+            "proto RealNVP f32 LU-inv sliced": TorchPath(realnvp, cache_lu=True, slices=True),
             "proto RealNVP f32 ReLU": TorchPath(realnvp, activation=torch.nn.ReLU),
-            "proto RealNVP f64 LU cached": TorchPath(realnvp, torch.float64, cache_lu=True),
-            "proto RealNVP f64 sliced couplings": TorchPath(realnvp, torch.float64, slices=True),
-            "proto RealNVP f32 ReLU LU cached": TorchPath(realnvp, activation=torch.nn.ReLU, cache_lu=True),
-            "proto RealNVP f32 ReLU LU cached sliced": TorchPath(
+            "proto RealNVP f32 ReLU LU-inv sliced": TorchPath(
                 realnvp, activation=torch.nn.ReLU, cache_lu=True, slices=True
             ),
+            "proto RealNVP f64 LU-inv sliced": TorchPath(realnvp, torch.float64, cache_lu=True, slices=True),
             "proto Spline f32": TorchPath(spline),
-            "proto Spline f32 ReLU LU cached": TorchPath(spline, activation=torch.nn.ReLU, cache_lu=True),
+            "proto Spline f32 LU-inv sliced": TorchPath(spline, cache_lu=True, slices=True),
             "proto Ferumal f32": TorchPath(ferumal),
-            "proto Ferumal f32 LU cached": TorchPath(ferumal, cache_lu=True),
+            "proto Ferumal f32 LU-inv sliced": TorchPath(ferumal, cache_lu=True, slices=True),
+            "proto Ferumal f64 LU-inv sliced": TorchPath(ferumal, torch.float64, cache_lu=True, slices=True),
         })
     out = {}
     for threads in args.threads:
@@ -305,8 +313,13 @@ def ferumal64(args) -> dict:
     methods = {
         "FerumalFlowDensity": ferumal,
         "FerumalFlowDensity, pre-#12 kernel": PatchedKernel(ferumal),
-        "RealNVPDensity": fit_quiet(RealNVPDensity(**fit), X[:1797]),
     }
+    if "base" in FerumalFlowDensity().get_params():
+        # The kernels' share without the mixture base's O(K d^2) per row.
+        normal = fit_quiet(FerumalFlowDensity(base="normal", **fit), X[:1797])
+        methods["FerumalFlowDensity base=normal"] = normal
+        methods["FerumalFlowDensity base=normal, pre-#12 kernel"] = PatchedKernel(normal)
+    methods["RealNVPDensity"] = fit_quiet(RealNVPDensity(**fit), X[:1797])
     out = {}
     for threads in args.threads:
         set_threads(threads)
@@ -352,6 +365,8 @@ def fit_times(args) -> dict:
                     row[label] = time.perf_counter() - start
                     row[label + " epochs"] = model.n_iter_
                 out[threads][name] = row
+                cells = ", ".join(f"{k} {v:.3g}" for k, v in row.items())
+                print(f"fit, {threads} thread(s), {name}: {cells}", flush=True)
     return out
 
 
@@ -384,8 +399,23 @@ def startup(args) -> dict:
             [sys.executable, "-W", "ignore", "-c", STARTUP.format(threads=threads)],
             env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
         )
-        out[threads] = {**json.loads(result.stdout.strip().splitlines()[-1]), "process": time.perf_counter() - start}
+        seconds = json.loads(result.stdout.strip().splitlines()[-1])
+        out[threads] = {**seconds, "process": time.perf_counter() - start}
     return out
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler's C++ start/stop lines (written straight to file descriptor 2)."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def profile(args) -> dict:
@@ -407,7 +437,7 @@ def profile(args) -> dict:
             x = X.to(dtype)
             ops = {"score": lambda: flow.log_prob(x[:CHUNK]), "sample": lambda: flow.sample(CHUNK)}
             for op, call in ops.items():
-                with torch.no_grad():
+                with torch.no_grad(), _quiet_stderr():
                     call()
                     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
                         for _ in range(3):
@@ -446,7 +476,8 @@ def fit_table(result: dict) -> str:
     lines = ["### Fit time at defaults, seconds (x GaussianMixture 5-fold CV search)", ""]
     for t, rows in result.items():
         methods = [k for k in next(iter(rows.values())) if not k.endswith("epochs")]
-        lines += [f"{t} thread(s)", "", "| data | " + " | ".join(methods) + " |", "|---" * (1 + len(methods)) + "|"]
+        lines += [f"{t} thread(s)", "", "| data | " + " | ".join(methods) + " |"]
+        lines.append("|---" * (1 + len(methods)) + "|")
         for name, row in rows.items():
             gmm = row["GaussianMixture CV"]
             cells = [f"{gmm:.2f}"] + [
@@ -478,11 +509,13 @@ def main(argv=None) -> None:
     if "inference" in args.sections:
         report["inference16"] = inference(args)
         for clock in ("rows_per_s", "rows_per_cpu_s"):
-            print(rate_table(report["inference16"], "zuko RealNVP f32", "16 features, 6 layers, width 64", clock), "\n")
+            title = "16 features, 6 layers, width 64"
+            print(rate_table(report["inference16"], "zuko RealNVP f32", title, clock), "\n")
     if "ferumal64" in args.sections:
         report["ferumal64"] = ferumal64(args)
         for clock in ("rows_per_s", "rows_per_cpu_s"):
-            print(rate_table(report["ferumal64"], "FerumalFlowDensity, pre-#12 kernel", "64 features (digits)", clock), "\n")
+            reference = "FerumalFlowDensity, pre-#12 kernel"
+            print(rate_table(report["ferumal64"], reference, "64 features (digits)", clock), "\n")
     if "fit" in args.sections:
         report["fit"] = fit_times(args)
         print(fit_table(report["fit"]))

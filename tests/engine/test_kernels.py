@@ -115,9 +115,7 @@ def _far_cases(d: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]
 @pytest.mark.parametrize("d", [1, 2, 5, 32])
 @pytest.mark.parametrize("per_dimension", [False, True])
 def test_squared_distance_matches_difference_form_far_from_the_origin(d, per_dimension):
-    length_scale = (
-        torch.linspace(0.3, 3.0, d, dtype=torch.float64) if per_dimension else torch.tensor(0.7, dtype=torch.float64)
-    )
+    length_scale = torch.linspace(0.3, 3.0, d, dtype=torch.float64) if per_dimension else 0.7
     for seed in range(3):
         for case, (u, a) in _far_cases(d, 10 * seed).items():
             expected = _difference_form(u, a, length_scale)
