@@ -143,7 +143,7 @@ class FerumalFlowDensity(BaseFlowDensity):
         Number of trainable parameters: per coupling ``N x n_conditioning``
         auxiliary-point coordinates (if learnable), ``N x 2 n_transformed``
         kernel weights and the length-scale(s); plus ActNorm (and LU)
-        parameters.
+        parameters and those of the base distribution.
 
     See Also
     --------

@@ -176,7 +176,13 @@ class GaussianMixtureBase(Base):
         component = torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(probs.device)
         noise = torch.randn(n, self.features, generator=generator, dtype=probs.dtype, device=probs.device)
         tril = self.scale_tril()
-        return self.means[component] + (tril[component] @ noise.unsqueeze(-1)).squeeze(-1)
+        out = torch.empty_like(noise)
+        # One matrix product per component (not an (n, d, d) stack of per-row factors).
+        for k in range(self.n_components):
+            rows = torch.nonzero(component == k).flatten()
+            if rows.numel():
+                out[rows] = self.means[k] + noise[rows] @ tril[k].T
+        return out
 
     def _like(self) -> Tensor:
         return self.means
