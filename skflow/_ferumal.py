@@ -116,6 +116,12 @@ class FerumalFlowDensity(BaseFlowDensity):
         Print training progress (1: about 20 lines per fit, 2: every epoch).
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where training runs.  The fitted model always lives on the CPU.
+    inference_dtype : {"float64", "float32"}, default="float64"
+        Precision of ``score_samples``, ``sample``, ``transform`` and
+        ``inverse_transform``.  float64 is exact (round trips to ~1e-10,
+        scores independent of batching); float32 runs on a float32 copy of
+        the flow, about twice as fast, with relative errors around 1e-6.
+        Training always runs in float32.
 
     Attributes
     ----------
@@ -240,6 +246,7 @@ class FerumalFlowDensity(BaseFlowDensity):
         random_state=None,
         verbose=0,
         device="cpu",
+        inference_dtype="float64",
     ):
         super().__init__(
             n_layers=n_layers,
@@ -257,6 +264,7 @@ class FerumalFlowDensity(BaseFlowDensity):
             random_state=random_state,
             verbose=verbose,
             device=device,
+            inference_dtype=inference_dtype,
         )
         self.n_aux_points = n_aux_points
         self.kernel = kernel

@@ -12,6 +12,7 @@ threads, chunking) lives in :mod:`skflow.engine.runtime`.
 
 from __future__ import annotations
 
+import copy
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -61,6 +62,7 @@ class BaseFlowDensity(
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "inference_dtype": [StrOptions({"float64", "float32"})],
     }
 
     @abstractmethod
@@ -82,6 +84,7 @@ class BaseFlowDensity(
         random_state,
         verbose,
         device,
+        inference_dtype,
     ):
         self.n_layers = n_layers
         self.base = base
@@ -98,6 +101,7 @@ class BaseFlowDensity(
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.inference_dtype = inference_dtype
 
     # ------------------------------------------------------------------ hook
     @abstractmethod
@@ -218,9 +222,20 @@ class BaseFlowDensity(
     def _threads(self) -> torch_threads:
         return torch_threads(thread_budget(INFERENCE_CHUNK * self.n_parameters_))
 
+    def _flow(self):
+        """The fitted flow in the inference dtype, and that dtype.
+
+        float64 (the default) is the exact path; float32 is a copy made per
+        call, about twice as fast, with round trips good to ~1e-6 relative.
+        """
+        if self.inference_dtype == "float32":
+            return copy.deepcopy(self.flow_).to(torch.float32), torch.float32
+        return self.flow_, torch.float64
+
     def _log_prob(self, X: np.ndarray) -> np.ndarray:
+        flow, dtype = self._flow()
         with self._threads():
-            log_prob = map_rows(self.flow_.log_prob, self._columns.variable(X))
+            log_prob = map_rows(flow.log_prob, self._columns.variable(X), dtype=dtype)
         # Far beyond the data the density underflows; NaN would come from
         # inf - inf there, and the honest value is log(0).  Rows off a
         # constant column's point mass have density 0 too.
@@ -287,9 +302,9 @@ class BaseFlowDensity(
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         rng = check_random_state(random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        flow, _ = self._flow()
         with self._threads():
-            features = self.flow_.features
-            rows = generate_rows(lambda size: self.flow_.sample(size, generator), n_samples, features)
+            rows = generate_rows(lambda size: flow.sample(size, generator), n_samples, flow.features)
         return self._columns.fill(rows)
 
     def transform(self, X):
@@ -310,8 +325,9 @@ class BaseFlowDensity(
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
+        flow, dtype = self._flow()
         with self._threads():
-            Z = map_rows(self.flow_.to_latent, self._columns.variable(X), (self.flow_.features,))
+            Z = map_rows(flow.to_latent, self._columns.variable(X), (flow.features,), dtype=dtype)
         return self._columns.fill(Z, 0.0)
 
     def inverse_transform(self, Z):
@@ -335,8 +351,9 @@ class BaseFlowDensity(
                 f"Z has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
+        flow, dtype = self._flow()
         with self._threads():
-            X = map_rows(self.flow_.from_latent, self._columns.variable(Z), (self.flow_.features,))
+            X = map_rows(flow.from_latent, self._columns.variable(Z), (flow.features,), dtype=dtype)
         return self._columns.fill(X)
 
     @property

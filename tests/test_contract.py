@@ -204,3 +204,22 @@ def test_training_is_single_threaded_for_small_models():
     finally:
         torch.set_num_threads(previous)
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize(
+    "est",
+    [FerumalFlowDensity(n_layers=2, n_aux_points=10, max_iter=5, random_state=0),
+     SplineFlowDensity(n_layers=2, hidden_dims=(16,), max_iter=5, random_state=0)],
+    ids=estimator_id,
+)
+def test_float32_inference_is_close_and_leaves_the_exact_flow(est):
+    X = _banana(300)
+    model = clone(est).fit(X)
+    exact = model.score_samples(X), model.transform(X)
+    model.set_params(inference_dtype="float32")
+    fast = model.score_samples(X), model.transform(X)
+    np.testing.assert_allclose(fast[0], exact[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fast[1], exact[1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.inverse_transform(fast[1]), X, atol=1e-4)
+    assert all(p.dtype == torch.float64 for p in model.flow_.parameters())
+    assert model.sample(5, random_state=0).dtype == np.float64
