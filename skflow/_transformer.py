@@ -143,8 +143,8 @@ class TransformerFlowDensity(BaseFlowDensity):
 
     References
     ----------
-    .. [1] S. Zhai, R. Zhang, P. Nakkiran, D. Berthelot, J. Gu, H. Zheng,
-       T. Chen, M. A. Bautista, N. Jaitly, J. Susskind, "Normalizing Flows
+    .. [1] S. Zhai, R. Zhang, P. Nakkiran, D. Berthelot, J. Gu, H. Zheng, T.
+       Chen, M. A. Bautista, N. Jaitly and J. Susskind, "Normalizing Flows
        are Capable Generative Models", arXiv:2412.06329.
     .. [2] C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, "Neural Spline
        Flows", NeurIPS 2019, arXiv:1906.04032.
