@@ -42,6 +42,23 @@ class TransformerFlowDensity(BaseFlowDensity):
     ----------
     n_layers : int, default=6
         Number of transformer blocks.
+    base : {"auto", "normal", "mixture", "student_t"}, default="auto"
+        The base distribution the flow maps the data onto (see the
+        :ref:`user guide <base_distributions>`).  ``"normal"``: a standard
+        normal (the classic flow).  ``"mixture"``: a learnable
+        Gaussian mixture initialised by EM on the training rows (as seen by
+        the freshly initialised flow), its size ``n_components`` chosen by
+        BIC; separated modes then need no tearing of space, and the
+        untrained flow *is* that mixture.  ``"student_t"``: independent
+        Student-t marginals with learnable degrees of freedom (heavy tails).
+        ``"auto"``: the mixture or the Student-t base, whichever has the
+        lower BIC on the training rows.  Early stopping scores the starting
+        model too, so training replaces it only by something better on the
+        held-out rows.
+    n_components : "auto" or int, default="auto"
+        Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
+        chooses 1 to 10 components (at most one per 10 training rows) and a
+        full or diagonal covariance by BIC.
     depth : int, default=1
         Transformer layers per block.  Six one-layer blocks matched four
         two-layer blocks on digits and breast_cancer (within a nat) at

@@ -190,3 +190,10 @@ def test_parameters_change_the_model(iris):
     assert len(sizes) == 4
     wide = clone(base).set_params(tail_bound=10.0).fit(iris)
     assert not np.array_equal(wide.score_samples(iris), clone(base).fit(iris).score_samples(iris))
+
+
+def test_float32_inference_agrees_with_float64(fitted, iris):
+    fast = clone(fitted).set_params(inference_dtype="float32").fit(iris)
+    exact = fitted.score_samples(iris)
+    np.testing.assert_allclose(fast.score_samples(iris), exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    np.testing.assert_allclose(fast.inverse_transform(fast.transform(iris)), iris, rtol=1e-4, atol=1e-4)
