@@ -7,6 +7,7 @@ Usage::
     python -m benchmarks.quality --tasks funnel_10d iris --sizes 500 --methods FerumalFlowDensity GaussianMixture
     python -m benchmarks.quality --ablation --set base=normal --set base=mixture,n_components=4
     python -m benchmarks.quality --from-json benchmarks/results/quality.json --docs
+    python -m benchmarks.quality --from-json after.json --before before.json [--ablation-json abl.json] --docs
 
 Tasks: separated Gaussian modes in 2-D (``modes_2d``) and 16-D
 (``modes_16d``), a ring of 16 Gaussians (``ring_2d``), Neal's funnel in 10-D
@@ -30,8 +31,10 @@ is more than 1 nat below the 1%-trimmed mean of the same scores.
 ``--ablation`` runs the skflow estimators (``--estimators``) once per
 ``--set`` configuration (comma-separated ``key=value`` pairs, applied with
 ``set_params``) next to the CV-GMM, and reports the same tables per
-configuration.  With several seeds, the standard error combines the spread
-over seeds and over test rows.  The figures live in the generated page
+configuration.  ``--before`` (with ``--docs``) writes instead a page that
+compares this run with an earlier one, with ``--ablation-json``'s tables at
+the end.  With several seeds, the standard error combines the spread over
+seeds and over test rows.  The figures live in the generated page
 ``docs/quality_results.rst`` (``--docs``), not here.
 """
 
@@ -55,7 +58,7 @@ from scipy.stats import trim_mean  # noqa: E402
 
 from . import RESULTS, datasets  # noqa: E402
 from .baselines import GMM, available_methods, skflow_estimators  # noqa: E402
-from .quality_report import write_reports  # noqa: E402
+from .quality_report import load_payload, write_comparison_page, write_reports  # noqa: E402
 from .report import machine_info, mean_se, paired_difference  # noqa: E402
 
 __all__ = ["QUICK", "TASKS", "SIZES", "main", "parse_config", "run"]
@@ -261,6 +264,10 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="reuse the finished jobs of an interrupted run")
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. the skflow commit)")
     parser.add_argument("--from-json", type=Path, metavar="PATH", help="rebuild the tables from a saved JSON")
+    parser.add_argument("--before", type=Path, metavar="PATH",
+                        help="with --docs: a saved JSON of an earlier run; the page compares it with this one")
+    parser.add_argument("--ablation-json", type=Path, metavar="PATH",
+                        help="with --docs and --before: a saved --ablation JSON shown on the same page")
     args = parser.parse_args(argv)
     stem = args.name or ("quality_ablation" if args.ablation else "quality")
     if args.from_json:
@@ -274,7 +281,10 @@ def main(argv=None) -> int:
         payload = {"info": info, "ablation": bool(args.ablation),
                    "methods": {label: {"method": n, "params": c} for label, (n, c) in methods.items()},
                    "rows": rows}
-    print(write_reports(payload, args.out, stem, docs=args.docs))
+    print(write_reports(payload, args.out, stem, docs=args.docs and not args.before))
+    if args.docs and args.before:
+        ablation = load_payload(args.ablation_json) if args.ablation_json else None
+        write_comparison_page(payload, load_payload(args.before), ablation)
     return 0
 
 

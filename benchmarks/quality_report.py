@@ -5,7 +5,9 @@ overrides) and ``rows`` (one per task x training size, as built by
 :func:`benchmarks.quality.aggregate`).  :func:`summary` computes the targets
 (a)-(d) per configuration of skflow estimators; :func:`write_reports` writes
 ``<stem>.json``, ``<stem>.md``, ``<stem>.rst`` and, with ``docs=True``,
-``docs/quality_results.rst``.
+``docs/quality_results.rst``.  :func:`write_comparison_page` writes instead a
+page that puts two runs (before and after a change) side by side, with an
+optional ablation run.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 
 from . import REPO
 from .baselines import GMM, KDE, SKFLOW_ESTIMATORS
-from .report import fmt_ll, fmt_num, to_markdown, to_rst, win_counts, write_json
+from .report import fmt_ll, fmt_num, rst_table, to_markdown, to_rst, win_counts, write_json
 
-__all__ = ["BASELINES", "payload_tables", "summary", "write_reports"]
+__all__ = ["BASELINES", "comparison_sections", "load_payload", "payload_tables", "restrict", "summary",
+           "write_comparison_page", "write_reports"]
 
 BASELINES = (GMM, KDE, "zuko NSF", "zuko MAF")
 FERUMAL = "FerumalFlowDensity"
@@ -193,3 +196,127 @@ def write_reports(payload, out: Path, stem: str, docs: bool = False) -> str:
 
 def load_payload(path: Path):
     return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------- before/after page
+COMPARISON_TITLE = "Quality benchmark (issue 11): before and after"
+
+
+def restrict(payload, labels) -> dict:
+    """The payload with only the methods in ``labels`` (to compare runs over the same estimators)."""
+    keep = [lab for lab in payload["methods"] if lab in labels]
+    rows = [{**r, "methods": {m: s for m, s in r["methods"].items() if m in keep},
+             "paired": {a: {b: d for b, d in by.items() if b in keep} for a, by in r["paired"].items() if a in keep}}
+            for r in payload["rows"]]
+    return {**payload, "methods": {lab: payload["methods"][lab] for lab in keep}, "rows": rows}
+
+
+def _targets(payload) -> list[str]:
+    """The four targets of the first configuration, as table cells."""
+    s = next(iter(summary(payload).values()))
+    n = s["rows"]
+
+    def fraction(value):
+        return "—" if value is None else f"{value:.0%} ({round(value * n)}/{n})"
+
+    return [fraction(s["a_best_skflow_beats_all_baselines"]), fraction(s["b_ferumal_beats_gmm"]),
+            str(len(s["c_worse_than_gmm_by_2se"])), f"{len(s['d_catastrophic_skflow'])} / {len(s['d_catastrophic'])}"]
+
+
+def _by_row(payload):
+    return {(r["task"], r["n_train"]): r for r in payload["rows"]}
+
+
+def comparison_sections(after, before, ablation=None):
+    """Sections of the before/after page: targets, per-row scores and fit-time ratios, optional ablation."""
+    shared = [lab for lab in after["methods"] if lab in before["methods"]]
+    columns = {"before": _targets(before), "after": _targets(after)}
+    if len(shared) < len(after["methods"]):
+        extra = ", ".join(lab for lab in after["methods"] if lab not in shared)
+        columns[f"after, without {extra}"] = _targets(restrict(after, shared))
+    targets = ["(a) best skflow beats all baselines", "(b) Ferumal beats CV-GMM", "(c) skflow < CV-GMM − 2 SE",
+               "(d) catastrophic (skflow / all)"]
+    body = [[t, *[cells[i] for cells in columns.values()]] for i, t in enumerate(targets)]
+    sections = [("Summary, before and after", "Issue 11's targets on the same rows. (a) Fraction of rows where the "
+                 "best skflow estimator has a higher held-out log-likelihood than every baseline (CV-GMM, CV-KDE, "
+                 "zuko NSF, zuko MAF); (b) fraction where FerumalFlowDensity beats the CV-tuned GaussianMixture; "
+                 "(c) (row, estimator) pairs more than 2 paired standard errors below the CV-GMM; (d) (row, method) "
+                 "pairs whose mean held-out log-likelihood is more than 1 nat below the 1%-trimmed mean of the same "
+                 "scores. (c) and (d) count pairs, so they grow with the number of estimators.",
+                 ["target", *columns], body)]
+
+    old, labels = _by_row(before), list(after["methods"])
+    header, body = ["task", "n_train", "d", "truth", *labels, "best"], []
+    for r in after["rows"]:
+        prev = old.get((r["task"], r["n_train"]), {"methods": {}})
+        cells = []
+        for m in labels:
+            stats = r["methods"].get(m, {})
+            text = "failed" if "error" in stats else fmt_ll(stats.get("loglik"), stats.get("se"), digits=2)
+            if m in prev["methods"]:
+                text += f" ({fmt_ll(prev['methods'][m].get('loglik'), digits=2)})"
+            cells.append(text)
+        best = max(labels, key=lambda m: _ll(r, m))
+        truth = fmt_ll(r["truth"][0], digits=2) if r["truth"] else ""
+        body.append([r["task"], str(r["n_train"]), str(r["n_features"]), truth, *cells, best])
+    sections.append(("Held-out log-likelihood after, before in brackets", "Mean log-density of the test rows "
+                     "(nats per row, data units, higher is better) ± its standard error in the new run, and in "
+                     "brackets the same method's value in the before run (same training and test rows); *best*: "
+                     "the highest after value. *truth*: the mean true log-density (synthetic tasks).", header, body))
+
+    others = [m for m in labels if m != GMM]
+    header = ["task", "n_train", "CV-GMM s", *others]
+    body = []
+    for r in after["rows"]:
+        prev = old.get((r["task"], r["n_train"]), {"methods": {}})
+        cells = []
+        for m in others:
+            text = fmt_num(r["methods"].get(m, {}).get("fit_ratio_gmm"), 2)
+            if m in prev["methods"]:
+                text += f" ({fmt_num(prev['methods'][m].get('fit_ratio_gmm'), 2)})"
+            cells.append(text)
+        gmm = [fmt_num(p["methods"].get(GMM, {}).get("fit_seconds"), 2) for p in (r, prev)]
+        body.append([r["task"], str(r["n_train"]), f"{gmm[0]} ({gmm[1]})", *cells])
+    sections.append(("Fit time relative to the CV-GMM, after (before)", f"Fit seconds of the CV-tuned {GMM} (its "
+                     "whole grid search) and every other method's fit time divided by it, in the new run and in "
+                     "brackets the before run. Both runs shared two cores with other work, so ratios within a run "
+                     "are meaningful and absolute seconds are not.", header, body))
+
+    for title, intro, head, rows in payload_tables(after):
+        if title in ("Paired difference to the CV-GMM", "Rows behind (c) and (d)"):
+            sections.append((f"{title} (after)", intro, head, rows))
+    if ablation:
+        for title, intro, head, rows in payload_tables(ablation):
+            if title in ("Summary", "Held-out log-likelihood", "Paired difference to the CV-GMM"):
+                if title == "Summary":
+                    intro = ("Each skflow estimator at its defaults except for the configuration named in the "
+                             "first column, on a subset of the rows, next to the CV-GMM (the only baseline here, "
+                             "so (a) is 'beats the CV-GMM').")
+                sections.append((f"Ablation: {title.lower()}", intro, head, rows))
+    return sections
+
+
+def write_comparison_page(after, before, ablation=None, path: Path = DOCS_PAGE) -> str:
+    """Write the before/after docs page (a standalone document); return its text."""
+    def describe(payload, name):
+        info = payload["info"]
+        text = (f"*{name}*: ``{info['command'].strip()}`` on {info['date']}, {info.get('seeds', 1)} seed(s), "
+                f"{info['torch_threads']} torch thread(s) per process, "
+                + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+        if info.get("total_seconds"):
+            text += f", {info['total_seconds'] / 60:.0f} minutes"
+        return text + (f". Note: {info['note']}." if info.get("note") else ".")
+
+    runs = [describe(before, "before"), describe(after, "after")]
+    if ablation:
+        runs.append(describe(ablation, "ablation"))
+    lines = [":orphan:", "", ".. This file is generated by ``python -m benchmarks.quality --from-json AFTER --before "
+             "BEFORE [--ablation-json ABLATION] --docs``; do not edit by hand.", "", COMPARISON_TITLE,
+             "=" * len(COMPARISON_TITLE), "", f"{after['info']['cpu']}, {after['info']['logical_cpus']} logical "
+             "CPUs shared with other work. Time ratios, not seconds, carry over to other machines.", ""]
+    lines += [f"- {run}" for run in runs] + [""]
+    for title, intro, header, body in comparison_sections(after, before, ablation):
+        lines += [title, "-" * len(title), "", intro.replace("`", "``"), "", rst_table(header, body)]
+    text = "\n".join(lines)
+    path.write_text(text)
+    return text
