@@ -11,8 +11,12 @@ initialised flow, with scikit-learn's EM:
   identity-initialised layers the untrained flow *is* that mixture;
 - ``"student_t"``: independent Student-t marginals fitted by maximum
   likelihood (heavy tails);
-- ``"auto"``: the mixture or the Student-t base, whichever has the lower BIC
-  on the training rows.
+- ``"auto"``: the mixture or the Student-t base, whichever has the higher
+  mean log-likelihood on the validation rows (the lower BIC on the training
+  rows when there are none).  BIC alone preferred the mixture on every task
+  of the ablation, also where its extra components only fit noise: with
+  8-D Student-t data (100 rows) the Student-t base was 3.9 nats per row
+  better on held-out rows.
 """
 
 from __future__ import annotations
@@ -33,11 +37,20 @@ __all__ = ["make_base"]
 # _ROWS_PER_COMPONENT training rows, so small data sets try fewer.
 _MAX_COMPONENTS = 10
 _ROWS_PER_COMPONENT = 10
-# Covariance structures tried: full for correlated modes, diagonal where the
-# full one has too many parameters for the rows (BIC decides).
-_COVARIANCE_TYPES = ("full", "diag")
-# Ridge added to covariances by EM (in the standardised latent space).
-_REG_COVAR = 1e-6
+# Covariance structures tried (BIC decides), as a cross-validated
+# GaussianMixture would: full for correlated modes, one shared (tied) full
+# covariance, diagonal or spherical where full ones have too many parameters
+# for the rows.  The engine's mixture is full either way.  A full
+# covariance is only tried while every component can have this many rows per
+# dimension: with 90 rows in 16-D, components of a few rows had near-singular
+# covariances that gave held-out rows log-densities of -2.6e5 nats.
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_FULL_ROWS_PER_DIMENSION = 2
+# Fewer validation rows than this: "auto" decides by BIC instead.
+_MIN_VALIDATION_ROWS = 5
+# Ridge added to covariances by EM (variance, in the standardised latent space
+# where the data have unit variance): no component narrower than 1% of it.
+_REG_COVAR = 1e-4
 
 
 def _component_grid(n_rows: int, n_components) -> list[int]:
@@ -62,8 +75,10 @@ def _full_covariances(gmm: GaussianMixture, d: int) -> np.ndarray:
 def _best_mixture(z: np.ndarray, n_components, seed: int) -> tuple[GaussianMixture, float]:
     """The GaussianMixture with the lowest BIC over the grid, and that BIC."""
     best, best_bic = None, np.inf
-    types = _COVARIANCE_TYPES if z.shape[1] > 1 else ("full",)
-    for k in _component_grid(z.shape[0], n_components):
+    n, d = z.shape
+    for k in _component_grid(n, n_components):
+        full_ok = d == 1 or n >= k * _FULL_ROWS_PER_DIMENSION * (d + 1)
+        types = ("full",) if d == 1 else _COVARIANCE_TYPES if full_ok else _COVARIANCE_TYPES[1:]
         for covariance_type in types:
             gmm = GaussianMixture(
                 k, covariance_type=covariance_type, reg_covar=_REG_COVAR, random_state=seed, max_iter=200
@@ -93,13 +108,33 @@ def _student_t(z: np.ndarray) -> tuple[StudentTBase, float]:
     return base, -2.0 * log_lik + n_params * np.log(z.shape[0])
 
 
-def make_base(kind: str, n_components, z: np.ndarray, seed: int):
+def _mean_log_prob(base, z: np.ndarray) -> float:
+    with torch.no_grad():
+        value = base.log_prob(torch.as_tensor(z, dtype=INFER_DTYPE)).mean().item()
+    return value if np.isfinite(value) else -np.inf
+
+
+def make_base(
+    kind: str,
+    n_components,
+    z: np.ndarray,
+    seed: int,
+    z_val: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+):
     """The base distribution ``kind`` set up on latent rows ``z`` (float64).
 
+    ``z_val`` (latent validation rows, optional) decides ``"auto"``.
+    ``weight`` (per row of ``z``): EM has no weights, so the rows are
+    resampled in proportion to them (a seeded weighted bootstrap of the same
+    size), which fits the weighted likelihood in expectation.
     Returns ``(base, description)``; ``description`` says what was chosen
-    (for the estimator's ``base_`` attribute docs and verbose output).
+    (the estimator's ``base_``).
     """
     d = z.shape[1]
+    if weight is not None:
+        rng = np.random.RandomState(seed)
+        z = z[rng.choice(z.shape[0], size=z.shape[0], p=weight / weight.sum())]
     if kind == "normal":
         return StandardNormal(d).to(INFER_DTYPE), "normal"
     if kind == "student_t":
@@ -107,7 +142,13 @@ def make_base(kind: str, n_components, z: np.ndarray, seed: int):
     gmm, gmm_bic = _best_mixture(z, n_components, seed)
     if kind == "auto":
         t_base, t_bic = _student_t(z)
-        if gmm is None or t_bic < gmm_bic:
+        if gmm is None:
+            return t_base, "student_t"
+        if z_val is not None and len(z_val) >= _MIN_VALIDATION_ROWS:
+            prefer_t = _mean_log_prob(t_base, z_val) > _mean_log_prob(_mixture_base(gmm, d), z_val)
+        else:
+            prefer_t = t_bic < gmm_bic
+        if prefer_t:
             return t_base, "student_t"
     if gmm is None:  # pragma: no cover - EM failed on every candidate
         return StandardNormal(d).to(INFER_DTYPE), "normal"

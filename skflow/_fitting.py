@@ -83,8 +83,11 @@ def warm_state(estimator) -> dict:
     return state
 
 
-def new_state(estimator, X, weight, rows, rng) -> dict:
-    """A freshly built and initialised flow (with its base distribution) for ``X[rows]``."""
+def new_state(estimator, X, weight, rows, rng, val=None) -> dict:
+    """A freshly built and initialised flow (with its base distribution) for ``X[rows]``.
+
+    ``val`` (validation row indices) lets ``base="auto"`` choose on held-out rows.
+    """
     columns = ConstantColumns(X if rows is None else X[rows])
     columns.check(X.shape[1])
     columns.warn(type(estimator).__name__)
@@ -107,7 +110,11 @@ def new_state(estimator, X, weight, rows, rng) -> dict:
         # Data-dependent set-up runs in the training dtype, as training will.
         for_training(core).data_init(x_init.to(TRAIN_DTYPE), torch.Generator().manual_seed(int(init_seed)))
         z = for_inference(core).transform(x_init)[0].numpy()
-    flow.base, base_ = make_base(estimator.base, estimator.n_components, z, int(base_seed))
+        z_val = None
+        if val is not None:
+            z_val = core.transform(flow.preprocess(torch.tensor(Xv[val], dtype=INFER_DTYPE)))[0].numpy()
+    w_init = None if weight is None else weight[rows]
+    flow.base, base_ = make_base(estimator.base, estimator.n_components, z, int(base_seed), z_val, w_init)
     step_scale = flow.base.typical_scale() if isinstance(flow.base, GaussianMixtureBase) else 1.0
     return {
         "flow_": flow,

@@ -133,7 +133,7 @@ class BaseFlowDensity(
         X, weight = self._check_weights(X, sample_weight)
         rng = check_random_state(self.random_state)
         train, val = self._split(X.shape[0], rng)
-        state = self._warm_state() if warm else self._new_state(X, weight, train, rng)
+        state = self._warm_state() if warm else self._new_state(X, weight, train, rng, val)
         state["validation_scores_"] = [] if val is not None else None
         self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
         self._set_state(state)
@@ -212,8 +212,8 @@ class BaseFlowDensity(
         for name in FITTED_STATE:
             setattr(self, name, state[name])
 
-    def _new_state(self, X, weight, rows, rng) -> dict:
-        return new_state(self, X, weight, rows, rng)
+    def _new_state(self, X, weight, rows, rng, val=None) -> dict:
+        return new_state(self, X, weight, rows, rng, val)
 
     def _train(self, state, X, weight, train, val, rng, *, max_iter, anneal):
         train_state(self, state, X, weight, train, val, rng, max_iter=max_iter, anneal=anneal)
