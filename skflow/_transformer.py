@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
 import torch
@@ -251,6 +252,14 @@ class TransformerFlowDensity(BaseFlowDensity):
             shape = getattr(self, name)
             if shape is not None and not all(isinstance(s, Integral) and s >= 1 for s in shape):
                 raise ValueError(f"{name} must be a tuple of positive ints, got {shape!r}.")
+        if self.image_shape is not None and math.prod(self.image_shape) != n_features:
+            # The flow sees only the non-constant features (constant ones are point masses).
+            raise ValueError(
+                f"image_shape={tuple(self.image_shape)} needs {math.prod(self.image_shape)} features, but "
+                f"{n_features} of the training features are not constant. An image layout cannot skip "
+                "constant pixels (point masses): dequantise the data (add uniform noise of one grey "
+                "level) or use the default layout of one token per feature."
+            )
         layout = token_layout(n_features, self.image_shape, self.patch_shape)
         n_bins, tail_bound = int(self.n_bins), float(self.tail_bound)
         return transformer_stack(

@@ -197,3 +197,11 @@ def test_float32_inference_agrees_with_float64(fitted, iris):
     exact = fitted.score_samples(iris)
     np.testing.assert_allclose(fast.score_samples(iris), exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
     np.testing.assert_allclose(fast.inverse_transform(fast.transform(iris)), iris, rtol=1e-4, atol=1e-4)
+
+
+def test_image_layout_with_constant_pixels_says_what_to_do():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:200]  # some pixels are always 0: point masses
+    with pytest.raises(ValueError, match="dequantise"):
+        TransformerFlowDensity(image_shape=(8, 8), patch_shape=(2, 2), max_iter=1).fit(X)
