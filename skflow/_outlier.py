@@ -126,7 +126,8 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         ``score_samples(X)`` returning log-densities, such as every skflow
         estimator, :class:`~sklearn.neighbors.KernelDensity` or
         :class:`~sklearn.mixture.GaussianMixture`.  ``None`` means
-        :class:`~skflow.FerumalFlowDensity` with its default parameters.  It
+        ``FerumalFlowDensity(base="normal")``: the mixture base that
+        ``base="auto"`` may choose can model a cluster of anomalies.  It
         is cloned; the ``random_state`` of each clone (and any nested
         ``*__random_state``) is set from this detector's ``random_state``,
         as :class:`~sklearn.ensemble.BaggingClassifier` does.
@@ -305,7 +306,12 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         # modules stay importable on their own.
         from ._ferumal import FerumalFlowDensity
 
-        return FerumalFlowDensity()
+        # A standard normal base, not the estimator's "auto" (a mixture on
+        # most ODDS sets): a mixture component can settle on a cluster of
+        # anomalies in the training set.  Fit on all rows of the 20 ODDS
+        # sets, mean ROC-AUC 0.840 vs 0.815 with "auto" (lympho 0.98 vs
+        # 0.78, shuttle 0.99 vs 0.93; letter 0.88 vs 0.91).
+        return FerumalFlowDensity(base="normal")
 
     # Nested validation stays on: the wrapped estimator's parameters are
     # checked by its own fit.

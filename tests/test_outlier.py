@@ -130,6 +130,7 @@ def test_default_estimator_is_a_ferumal_flow(rng):
     X = rng.normal(size=(60, 2))
     det = DensityOutlierDetector(n_estimators=1, random_state=0).fit(X)
     assert isinstance(det.estimator_, FerumalFlowDensity)
+    assert det.estimator_.base == "normal"
     assert det.estimator is None  # the parameter is left untouched
     assert np.isfinite(det.score_samples(X)).all()
 
