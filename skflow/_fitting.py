@@ -36,7 +36,7 @@ from .engine.runtime import (
 )
 from .engine.training import Trainer, TrainingStatus
 
-__all__ = ["FITTED_STATE", "auto_batch_size", "new_state", "train_state", "warm_state"]
+__all__ = ["FITTED_STATE", "auto_batch_size", "choose_start", "new_state", "train_state", "warm_state"]
 
 FITTED_STATE = (
     "flow_",
@@ -49,6 +49,7 @@ FITTED_STATE = (
     "_columns",
     "_trainer",
     "_step_scale",
+    "best_score_",
 )
 # With a mixture base the learning rate is multiplied by the components' typical scale (in the
 # standardised units the flow trains in), clipped to this range: an Adam step moves every layer by
@@ -83,10 +84,11 @@ def warm_state(estimator) -> dict:
     return state
 
 
-def new_state(estimator, X, weight, rows, rng, val=None) -> dict:
+def new_state(estimator, X, weight, rows, rng, val=None, base=None) -> dict:
     """A freshly built and initialised flow (with its base distribution) for ``X[rows]``.
 
-    ``val`` (validation row indices) lets ``base="auto"`` choose on held-out rows.
+    ``val`` (validation row indices) lets ``base="auto"`` choose on held-out rows;
+    ``base`` overrides the estimator's ``base`` parameter.
     """
     columns = ConstantColumns(X if rows is None else X[rows])
     columns.check(X.shape[1])
@@ -114,7 +116,8 @@ def new_state(estimator, X, weight, rows, rng, val=None) -> dict:
         if val is not None:
             z_val = core.transform(flow.preprocess(torch.tensor(Xv[val], dtype=INFER_DTYPE)))[0].numpy()
     w_init = None if weight is None else weight[rows]
-    flow.base, base_ = make_base(estimator.base, estimator.n_components, z, int(base_seed), z_val, w_init)
+    kind = estimator.base if base is None else base
+    flow.base, base_ = make_base(kind, estimator.n_components, z, int(base_seed), z_val, w_init)
     step_scale = flow.base.typical_scale() if isinstance(flow.base, GaussianMixtureBase) else 1.0
     return {
         "flow_": flow,
@@ -127,6 +130,7 @@ def new_state(estimator, X, weight, rows, rng, val=None) -> dict:
         "_columns": columns,
         "_trainer": None,
         "_step_scale": float(np.clip(step_scale, *STEP_SCALE_RANGE)),
+        "best_score_": -np.inf,
     }
 
 
@@ -169,6 +173,7 @@ def train_state(estimator, state, X, weight, train, val, rng, *, max_iter, annea
     if state["validation_scores_"] is not None:
         state["validation_scores_"] = [*state["validation_scores_"], *result.validation_scores]
     state["n_parameters_"] = n_parameters(flow)
+    state["best_score_"] = result.best_score
     _warn(type(estimator).__name__, result, max_iter, anneal)
     check = columns.variable(X[: min(X.shape[0], DATA_INIT_ROWS)])
     if not np.all(np.isfinite(map_rows(flow.log_prob, check))):
@@ -193,3 +198,21 @@ def _warn(name, result, max_iter, anneal) -> None:
             f"{name} reached max_iter={max_iter} without converging; consider increasing max_iter.",
             ConvergenceWarning,
         )
+
+
+def choose_start(states: list[dict], X_val: np.ndarray) -> dict:
+    """``base="auto"``: the trained flow on the fitted start, unless the one on N(0, I) is clearly better.
+
+    Clearly: its held-out log-likelihood is higher by more than two paired
+    standard errors on the validation rows.  The best of many noisy epochs is
+    optimistic, more so for the longer run from N(0, I); on iris (11
+    validation rows) the plain comparison kept a flow 0.75 nats per row worse
+    on the test rows than the mixture start it displaced.
+    """
+    fitted, normal = states
+    scores = [map_rows(s["flow_"].log_prob, s["_columns"].variable(X_val)) for s in (fitted, normal)]
+    diff = scores[1] - scores[0]
+    if not np.all(np.isfinite(diff)) or diff.size < 2:
+        return fitted
+    margin = 2.0 * diff.std(ddof=1) / np.sqrt(diff.size)
+    return normal if diff.mean() > margin else fitted

@@ -55,10 +55,14 @@ class SplineFlowDensity(BaseFlowDensity):
         BIC; separated modes then need no tearing of space, and the
         untrained flow *is* that mixture.  ``"student_t"``: independent
         Student-t marginals with learnable degrees of freedom (heavy tails).
-        ``"auto"``: the mixture or the Student-t base, whichever has the
-        lower BIC on the training rows.  Early stopping scores the starting
-        model too, so training replaces it only by something better on the
-        held-out rows.
+        ``"auto"``: two flows are trained, one on the better fitted start
+        (the mixture or the Student-t base, whichever has the higher
+        held-out log-likelihood) and one on the standard normal; the first
+        is kept unless the second is better on the held-out rows by more
+        than two paired standard errors (without early stopping: the fitted
+        start alone, chosen by BIC).  Early
+        stopping scores the starting model too, so training replaces it
+        only by something better on the held-out rows.
     n_components : "auto" or int, default="auto"
         Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
         chooses 1 to 10 components (at most one per 10 training rows) and a
@@ -134,6 +138,10 @@ class SplineFlowDensity(BaseFlowDensity):
     base_ : str
         The base distribution chosen by ``fit``: ``"normal"``,
         ``"student_t"`` or ``"mixture(K, covariance_type)"``.
+    best_score_ : float
+        The monitored score of the kept state: mean held-out log-likelihood
+        (standardised units), or minus the training loss without early
+        stopping.
     constant_features_ : ndarray of int
         Indices of the features that were constant in the training data;
         they are modelled as point masses (see :ref:`constant_features`).

@@ -52,10 +52,14 @@ class TransformerFlowDensity(BaseFlowDensity):
         BIC; separated modes then need no tearing of space, and the
         untrained flow *is* that mixture.  ``"student_t"``: independent
         Student-t marginals with learnable degrees of freedom (heavy tails).
-        ``"auto"``: the mixture or the Student-t base, whichever has the
-        lower BIC on the training rows.  Early stopping scores the starting
-        model too, so training replaces it only by something better on the
-        held-out rows.
+        ``"auto"``: two flows are trained, one on the better fitted start
+        (the mixture or the Student-t base, whichever has the higher
+        held-out log-likelihood) and one on the standard normal; the first
+        is kept unless the second is better on the held-out rows by more
+        than two paired standard errors (without early stopping: the fitted
+        start alone, chosen by BIC).  Early
+        stopping scores the starting model too, so training replaces it
+        only by something better on the held-out rows.
     n_components : "auto" or int, default="auto"
         Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
         chooses 1 to 10 components (at most one per 10 training rows) and a
@@ -133,6 +137,10 @@ class TransformerFlowDensity(BaseFlowDensity):
     validation_scores_ : list of float or None
         Mean held-out log-likelihood per epoch (standardised units), or
         ``None`` without early stopping.
+    best_score_ : float
+        The monitored score of the kept state: mean held-out log-likelihood
+        (standardised units), or minus the training loss without early
+        stopping.
     n_parameters_ : int
         Number of trainable parameters.
 

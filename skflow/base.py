@@ -29,7 +29,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._fitting import FITTED_STATE, new_state, train_state, warm_state
+from ._fitting import FITTED_STATE, choose_start, new_state, train_state, warm_state
 from .engine import Transform
 from .engine.bases import BASES
 from .engine.runtime import INFERENCE_CHUNK, generate_rows, map_rows, thread_budget, torch_threads
@@ -133,10 +133,21 @@ class BaseFlowDensity(
         X, weight = self._check_weights(X, sample_weight)
         rng = check_random_state(self.random_state)
         train, val = self._split(X.shape[0], rng)
-        state = self._warm_state() if warm else self._new_state(X, weight, train, rng, val)
-        state["validation_scores_"] = [] if val is not None else None
-        self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
-        self._set_state(state)
+        if warm:
+            starts = [self._warm_state()]
+        elif self.base == "auto" and val is not None:
+            # Two candidates, kept by held-out log-likelihood after training: the flow on the
+            # better fitted start (mixture or Student-t) and the classic flow on N(0, I).
+            starts = [
+                self._new_state(X, weight, train, rng, val),
+                self._new_state(X, weight, train, rng, val, base="normal"),
+            ]
+        else:
+            starts = [self._new_state(X, weight, train, rng, val)]
+        for state in starts:
+            state["validation_scores_"] = [] if val is not None else None
+            self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
+        self._set_state(starts[0] if len(starts) == 1 else choose_start(starts, X[val]))
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -212,8 +223,8 @@ class BaseFlowDensity(
         for name in FITTED_STATE:
             setattr(self, name, state[name])
 
-    def _new_state(self, X, weight, rows, rng, val=None) -> dict:
-        return new_state(self, X, weight, rows, rng, val)
+    def _new_state(self, X, weight, rows, rng, val=None, base=None) -> dict:
+        return new_state(self, X, weight, rows, rng, val, base)
 
     def _train(self, state, X, weight, train, val, rng, *, max_iter, anneal):
         train_state(self, state, X, weight, train, val, rng, max_iter=max_iter, anneal=anneal)

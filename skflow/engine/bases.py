@@ -153,8 +153,13 @@ class GaussianMixtureBase(Base):
 
     @torch.no_grad()
     def typical_scale(self) -> float:
-        """Weighted geometric mean of the components' standard deviations."""
-        log_std = self.log_diag.clamp_min(_MIN_LOG_SCALE).mean(dim=-1)
+        """Weighted geometric mean of the components' marginal standard deviations.
+
+        Marginal (the square roots of the covariances' diagonals), not the
+        Cholesky diagonals: those are conditional deviations, small for
+        strongly correlated features even when the components are wide.
+        """
+        log_std = 0.5 * torch.log(self.scale_tril().square().sum(dim=-1)).mean(dim=-1)
         return torch.exp((F.softmax(self.logits, dim=0) * log_std).sum()).item()
 
     def component_log_prob(self, z: Tensor) -> Tensor:
