@@ -223,3 +223,19 @@ def test_float32_inference_is_close_and_leaves_the_exact_flow(est):
     np.testing.assert_allclose(model.inverse_transform(fast[1]), X, atol=1e-4)
     assert all(p.dtype == torch.float64 for p in model.flow_.parameters())
     assert model.sample(5, random_state=0).dtype == np.float64
+
+
+def test_auto_base_keeps_the_fitted_start_unless_the_other_is_clearly_better():
+    from skflow._fitting import FITTED_STATE, choose_start
+
+    X = _blobs(600)
+    params = dict(n_layers=2, n_aux_points=10, max_iter=5, random_state=0)
+    auto = FerumalFlowDensity(**params).fit(X)
+    assert auto.base_.startswith("mixture")  # three separated blobs
+    mixture = FerumalFlowDensity(base="mixture", **params).fit(X)
+    normal = FerumalFlowDensity(base="normal", **params).fit(X)
+    states = [{k: getattr(e, k) for k in FITTED_STATE} for e in (mixture, normal)]
+    X_val = _blobs(200, seed=1)
+    assert choose_start(states, X_val) is states[0]
+    # The rule is not a preference for the first: a clearly better second is chosen.
+    assert choose_start(states[::-1], X_val) is states[0]

@@ -113,7 +113,6 @@ class FixedAffine(_PerFeatureAffine):
         self.register_buffer("log_scale", torch.log(scale))
 
 
-
 class ActNorm(_PerFeatureAffine):
     """Per-feature affine normalisation with data-dependent init (Glow).
 

@@ -9,12 +9,17 @@ from skflow import FerumalFlowDensity, RealNVPDensity, SplineFlowDensity
 from skflow.engine import Compose, ferumal_flow, neural_spline_flow, real_nvp_flow
 from skflow.engine.testing import assert_log_det_matches_autograd, assert_round_trip
 
-PAIRS = [(real_nvp_flow, RealNVPDensity), (ferumal_flow, FerumalFlowDensity), (neural_spline_flow, SplineFlowDensity)]
+PAIRS = [
+    (real_nvp_flow, RealNVPDensity),
+    (ferumal_flow, FerumalFlowDensity),
+    (neural_spline_flow, SplineFlowDensity),
+]
 
 
 @pytest.mark.parametrize("builder, estimator", PAIRS, ids=lambda x: getattr(x, "__name__", ""))
 def test_engine_and_estimator_defaults_agree(builder, estimator):
-    engine = {k: p.default for k, p in inspect.signature(builder).parameters.items() if k not in ("features",)}
+    signature = inspect.signature(builder).parameters
+    engine = {k: p.default for k, p in signature.items() if k != "features"}
     params = estimator().get_params()
     shared = set(engine) & set(params)
     assert shared >= {"n_layers"}
@@ -23,7 +28,7 @@ def test_engine_and_estimator_defaults_agree(builder, estimator):
     assert set(engine) - {"generator"} <= set(params)
 
 
-@pytest.mark.parametrize("builder", [real_nvp_flow, ferumal_flow, neural_spline_flow], ids=lambda b: b.__name__)
+@pytest.mark.parametrize("builder", [b for b, _ in PAIRS], ids=lambda b: b.__name__)
 @pytest.mark.parametrize("features", [1, 3])
 def test_named_flows_are_exact(builder, features):
     g = torch.Generator().manual_seed(0)
