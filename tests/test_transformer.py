@@ -165,7 +165,7 @@ def test_device_auto_and_cuda(iris):
     [
         (dict(embed_dim=10, n_heads=4), "multiple of n_heads"),
         (dict(patch_shape=(2, 2)), "needs image_shape"),
-        (dict(image_shape=(3, 3)), "does not hold"),
+        (dict(image_shape=(3, 3)), "needs 9 features"),
         (dict(image_shape=(2, 2), patch_shape=(3, 1)), "does not tile"),
         (dict(image_shape=(2, 2), patch_shape=(2, 0)), "patch_shape"),
         (dict(image_shape=[2, 2]), "image_shape"),
