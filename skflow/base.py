@@ -136,8 +136,8 @@ class BaseFlowDensity(
         if warm:
             starts = [self._warm_state()]
         elif self.base == "auto" and val is not None:
-            # Two candidates, kept by held-out log-likelihood after training: the flow on the
-            # better fitted start (mixture or Student-t) and the classic flow on N(0, I).
+            # Two candidates: the flow on the better fitted start (mixture or Student-t) and the
+            # classic flow on N(0, I); the second is kept only if clearly better on held-out rows.
             starts = [
                 self._new_state(X, weight, train, rng, val),
                 self._new_state(X, weight, train, rng, val, base="normal"),
