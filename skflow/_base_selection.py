@@ -117,12 +117,15 @@ def _mean_log_prob(base, z: np.ndarray) -> float:
 def make_base(
     kind: str,
     n_components,
-    z: np.ndarray,
+    n_features: int,
+    z: np.ndarray | None,
     seed: int,
     z_val: np.ndarray | None = None,
     weight: np.ndarray | None = None,
 ):
-    """The base distribution ``kind`` set up on latent rows ``z`` (float64).
+    """The base distribution ``kind`` in ``n_features`` dimensions, set up on latent rows ``z`` (float64).
+
+    ``z`` is not needed (may be None) for ``kind="normal"``.
 
     ``z_val`` (latent validation rows, optional) decides ``"auto"``.
     ``weight`` (per row of ``z``): EM has no weights, so the rows are
@@ -131,12 +134,12 @@ def make_base(
     Returns ``(base, description)``; ``description`` says what was chosen
     (the estimator's ``base_``).
     """
+    if kind == "normal":
+        return StandardNormal(n_features).to(INFER_DTYPE), "normal"
     d = z.shape[1]
     if weight is not None:
         rng = np.random.RandomState(seed)
         z = z[rng.choice(z.shape[0], size=z.shape[0], p=weight / weight.sum())]
-    if kind == "normal":
-        return StandardNormal(d).to(INFER_DTYPE), "normal"
     if kind == "student_t":
         return _student_t(z)[0], "student_t"
     gmm, gmm_bic = _best_mixture(z, n_components, seed)

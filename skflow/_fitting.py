@@ -111,13 +111,16 @@ def new_state(estimator, X, weight, rows, rng, val=None, base=None) -> dict:
         core = flow.core()
         # Data-dependent set-up runs in the training dtype, as training will.
         for_training(core).data_init(x_init.to(TRAIN_DTYPE), torch.Generator().manual_seed(int(init_seed)))
-        z = for_inference(core).transform(x_init)[0].numpy()
-        z_val = None
-        if val is not None:
-            z_val = core.transform(flow.preprocess(torch.tensor(Xv[val], dtype=INFER_DTYPE)))[0].numpy()
-    w_init = None if weight is None else weight[rows]
+        for_inference(core)
     kind = estimator.base if base is None else base
-    flow.base, base_ = make_base(kind, estimator.n_components, z, int(base_seed), z_val, w_init)
+    z = z_val = None
+    if kind != "normal":  # the standard normal needs no latent rows
+        with torch.no_grad():
+            z = core.transform(x_init)[0].numpy()
+            if val is not None:
+                z_val = core.transform(flow.preprocess(torch.tensor(Xv[val], dtype=INFER_DTYPE)))[0].numpy()
+    w_init = None if weight is None else weight[rows]
+    flow.base, base_ = make_base(kind, estimator.n_components, n_features, z, int(base_seed), z_val, w_init)
     step_scale = flow.base.typical_scale() if isinstance(flow.base, GaussianMixtureBase) else 1.0
     return {
         "flow_": flow,

@@ -75,10 +75,6 @@ class Base(nn.Module):
     def data_init(self, z: Tensor, generator: torch.Generator | None = None) -> None:
         """Data-dependent set-up from latent rows ``z``; the default does nothing."""
 
-    def _like(self) -> Tensor:
-        """A tensor carrying this base's dtype and device."""
-        return next(self.buffers())
-
     def extra_repr(self) -> str:
         return f"features={self.features}"
 
@@ -96,7 +92,7 @@ class StandardNormal(Base):
         return standard_normal_log_prob(z)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        like = self._like()
+        like = self._anchor
         return torch.randn(n, self.features, generator=generator, dtype=like.dtype, device=like.device)
 
 
@@ -188,9 +184,6 @@ class GaussianMixtureBase(Base):
             if rows.numel():
                 out[rows] = self.means[k] + noise[rows] @ tril[k].T
         return out
-
-    def _like(self) -> Tensor:
-        return self.means
 
     def extra_repr(self) -> str:
         return f"features={self.features}, n_components={self.n_components}"
@@ -315,9 +308,6 @@ class StudentTBase(Base):
             self.loc.copy_(loc)
             self.log_scale.copy_(log_scale)
             self.raw_df.copy_(raw_df)
-
-    def _like(self) -> Tensor:
-        return self.loc
 
 
 # The base distributions an estimator can choose (its ``base`` parameter).
