@@ -70,12 +70,17 @@ class AdamW:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One AdamW update of every parameter that has a gradient."""
+        """One AdamW update of every parameter that has a gradient.
+
+        The update runs as a handful of multi-tensor (``torch._foreach_*``)
+        operations over all parameters, not a Python loop of six operations
+        per parameter: on small models the loop was most of a step's cost.
+        """
         self.steps += 1
         beta1, beta2 = self.betas
         bias1 = 1.0 - beta1**self.steps
         bias2 = 1.0 - beta2**self.steps
-        step_size = self.lr / bias1
+        params, grads, ms, vs = [], [], [], []
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -84,13 +89,22 @@ class AdamW:
                 m, v = torch.zeros_like(p), torch.zeros_like(p)
             elif m.dtype != p.dtype or m.device != p.device:
                 m, v = m.to(p), v.to(p)
-            if self.weight_decay:
-                p.mul_(1.0 - self.lr * self.weight_decay)
-            m.lerp_(p.grad, 1.0 - beta1)
-            v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
-            denominator = (v / bias2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denominator, value=-step_size)
             self.exp_avg[i], self.exp_avg_sq[i] = m, v
+            params.append(p)
+            grads.append(p.grad)
+            ms.append(m)
+            vs.append(v)
+        if not params:
+            return
+        if self.weight_decay:
+            torch._foreach_mul_(params, 1.0 - self.lr * self.weight_decay)
+        torch._foreach_lerp_(ms, grads, 1.0 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)
+        denominators = torch._foreach_div(vs, bias2)
+        torch._foreach_sqrt_(denominators)
+        torch._foreach_add_(denominators, self.eps)
+        torch._foreach_addcdiv_(params, ms, denominators, value=-self.lr / bias1)
 
     def to(self, device: torch.device | str) -> AdamW:
         """Move the moment estimates (e.g. to the CPU, so a pickle loads anywhere)."""

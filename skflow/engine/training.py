@@ -125,7 +125,7 @@ class Trainer:
             return None
         self.optimizer.zero_grad()
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
+        norm = torch.nn.utils.clip_grad_norm_(self.optimizer.params, MAX_GRAD_NORM, foreach=True)
         if not torch.isfinite(norm):
             return None
         self.optimizer.step()

@@ -164,3 +164,29 @@ def test_trainer_keeps_its_optimiser_state_across_calls():
     trainer.fit(x, max_iter=1, batch_size=32, keep_best=False)
     assert trainer.optimizer.steps == steps + 2 > 2
     assert all(not torch.equal(a, b) for a, b in zip(moments, trainer.optimizer.exp_avg))
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adamw_matches_torch_adamw(weight_decay):
+    # The multi-tensor update is torch.optim.AdamW's maths, step for step.
+    from skflow.engine.optim import AdamW
+
+    g = torch.Generator().manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(5, 3, generator=g, dtype=D)) for _ in range(2)]
+    ours.append(torch.nn.Parameter(torch.randn(4, generator=g, dtype=D)))
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    opt_ours = AdamW(ours, lr=0.01, weight_decay=weight_decay)
+    opt_theirs = torch.optim.AdamW(theirs, lr=0.01, weight_decay=weight_decay)
+    for step in range(30):
+        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            sum((p**3).sum() for p in params).backward()
+            opt.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # A parameter without a gradient in a step is left as it is.
+    frozen = ours[2].detach().clone()
+    opt_ours.zero_grad()
+    sum((p**3).sum() for p in ours[:2]).backward()
+    opt_ours.step()
+    assert torch.equal(ours[2], frozen) and not torch.equal(ours[0], theirs[0])
