@@ -19,13 +19,18 @@ two rings; the spline flow's monotone curves bend it with fewer.
 # %%
 # Data and models
 # ---------------
-# All models see the same 1000 training points.  Flows use their default
+# All models see the same 500 training points.  Flows use their default
 # architectures; the kernel density uses a bandwidth that suits 2-D data of
 # this size and scale, and the mixture has 10 full-covariance components.
+#
+# The fits are independent, so joblib runs them in two processes (each flow
+# trains on one torch thread): on a 2-core machine the six flow fits take
+# about half the time they take one after the other.
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.datasets import make_circles, make_moons
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
@@ -33,9 +38,9 @@ from sklearn.neighbors import KernelDensity
 import skflow
 
 datasets = {
-    "moons": make_moons(n_samples=1000, noise=0.06, random_state=0)[0],
+    "moons": make_moons(n_samples=500, noise=0.06, random_state=0)[0],
     "rings": make_circles(
-        n_samples=1000, noise=0.05, factor=0.5, random_state=0
+        n_samples=500, noise=0.05, factor=0.5, random_state=0
     )[0],
 }
 
@@ -58,14 +63,23 @@ def make_models():
     return models
 
 
+def fit_timed(model, X):
+    tic = time.perf_counter()
+    model.fit(X)
+    return model, time.perf_counter() - tic
+
+
+jobs = [(data_name, model_name, model)
+        for data_name in datasets
+        for model_name, model in make_models().items()]
+results = Parallel(n_jobs=2, batch_size=1)(
+    delayed(fit_timed)(model, datasets[data_name]) for data_name, _, model in jobs
+)
 fitted = {}
-for data_name, X in datasets.items():
-    for model_name, model in make_models().items():
-        tic = time.perf_counter()
-        fitted[data_name, model_name] = model.fit(X)
-        seconds = time.perf_counter() - tic
-        epochs = f", {model.n_iter_} epochs" if model_name in FLOWS else ""
-        print(f"{data_name:6s} {model_name:18s} {seconds:4.1f} s{epochs}")
+for (data_name, model_name, _), (model, seconds) in zip(jobs, results):
+    fitted[data_name, model_name] = model
+    epochs = f", {model.n_iter_} epochs" if model_name in FLOWS else ""
+    print(f"{data_name:6s} {model_name:18s} {seconds:4.1f} s{epochs}")
 
 model_names = list(make_models())
 LABELS = {
