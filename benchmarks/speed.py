@@ -30,6 +30,13 @@ Sections (all by default):
 ``startup``
     A fresh process (subprocess): ``import torch``, ``import skflow``, the
     first ``RealNVPDensity().fit`` on iris and a second identical fit.
+``gridsearch``
+    A ``GridSearchCV`` of ``RealNVPDensity`` (2 depths x 3 widths, 3 folds,
+    ``max_iter=40``, 600 rows of 2-D moons) run serially and with
+    ``n_jobs=2``: the wall time of each search and the mean duration of one
+    fit (``cv_results_["mean_fit_time"]``).  On 2 cores, a fit running next
+    to another should take no longer than alone (no oversubscribed threads)
+    and the search should take about half the serial time.
 ``profile``
     Top torch operators (self CPU time) of ``score_samples`` and ``sample``
     in float64 and float32, one thread.
@@ -72,7 +79,7 @@ from skflow.engine import kernels  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 CHUNK = 8192  # skflow's inference chunk; zuko and the prototypes use it too
-SECTIONS = ("inference", "ferumal64", "fit", "startup", "profile")
+SECTIONS = ("inference", "ferumal64", "fit", "gridsearch", "startup", "profile")
 SPEC = {"n_layers": 6, "hidden_dims": (64, 64)}
 ZUKO_SPEC = {"transforms": 6, "hidden_features": (64, 64)}
 
@@ -390,6 +397,27 @@ print(json.dumps({{"import torch": t1 - t0, "import skflow": t2 - t1, "first fit
 """
 
 
+def grid_search(args) -> dict:
+    X = make_moons(600, noise=0.08, random_state=0)[0]
+    grid = {"n_layers": [2, 4], "hidden_dims": [(16,), (32, 32), (64, 64)]}
+    out = {}
+    for n_jobs in (None, 2):
+        search = GridSearchCV(
+            RealNVPDensity(max_iter=40, random_state=0), grid, cv=KFold(3, shuffle=True, random_state=0),
+            n_jobs=n_jobs,
+        )
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            search.fit(X)
+        fit_times = np.asarray(search.cv_results_["mean_fit_time"])
+        out[str(n_jobs or 1)] = {"search_s": time.perf_counter() - start, "fits": int(fit_times.size * 3),
+                                 "mean_fit_s": float(fit_times.mean())}
+        print(f"grid search, n_jobs={n_jobs or 1}: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in out[str(n_jobs or 1)].items()), flush=True)
+    return out
+
+
 def startup(args) -> dict:
     out = {}
     for threads in args.threads:
@@ -524,6 +552,11 @@ def main(argv=None) -> None:
         for t, row in report["startup"].items():
             print(f"fresh process, {t} thread(s): " + ", ".join(f"{k} {v:.2f} s" for k, v in row.items()))
         print()
+    if "gridsearch" in args.sections:
+        report["gridsearch"] = grid_search(args)
+        serial, parallel = report["gridsearch"]["1"], report["gridsearch"]["2"]
+        print(f"GridSearchCV n_jobs=2 / serial: search {parallel['search_s'] / serial['search_s']:.2f}x, "
+              f"mean fit {parallel['mean_fit_s'] / serial['mean_fit_s']:.2f}x\n")
     if "profile" in args.sections:
         report["profile"] = profile(args)
         for key, row in report["profile"].items():
