@@ -45,18 +45,24 @@ class FerumalFlowDensity(BaseFlowDensity):
         BIC; separated modes then need no tearing of space, and the
         untrained flow *is* that mixture.  ``"student_t"``: independent
         Student-t marginals with learnable degrees of freedom (heavy tails).
-        ``"auto"``: two flows are trained, one on the better fitted start
-        (the mixture or the Student-t base, whichever has the higher
-        held-out log-likelihood) and one on the standard normal; the first
-        is kept unless the second is better on the held-out rows by more
-        than two paired standard errors (without early stopping: the fitted
-        start alone, chosen by BIC).  Early
+        ``"auto"``: a stacked density (Smyth & Wolpert).  Two flows are
+        trained, one on the better fitted start (the mixture or the
+        Student-t base, whichever has the higher held-out log-likelihood)
+        and one on the standard normal; the fitted density is a convex
+        combination of them, of a Gaussian mixture chosen by
+        cross-validation and, in a few dimensions, of a kernel density,
+        with weights that maximise the held-out
+        log-likelihood (``stack_weights_``).  ``flow_`` (and so
+        ``transform``) is the flow with the larger weight.  Without early
+        stopping: one flow on the fitted start, chosen by BIC.  Early
         stopping scores the starting model too, so training replaces it
         only by something better on the held-out rows.
     n_components : "auto" or int, default="auto"
         Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
         chooses 1 to 10 components (at most one per 10 training rows) and a
-        full or diagonal covariance by BIC.
+        full, tied, diagonal or spherical covariance by BIC for the flows'
+        start, by cross-validation for the mixture that ``"auto"`` stacks
+        with the flows.
     n_aux_points : int, default=50
         Number ``N`` of auxiliary points (kernel centres) per layer.  The
         paper's typical value is 150; 50 matched or beat it on 12 of 14
@@ -146,6 +152,12 @@ class FerumalFlowDensity(BaseFlowDensity):
     base_ : str
         The base distribution chosen by ``fit``: ``"normal"``,
         ``"student_t"`` or ``"mixture(K, covariance_type)"``.
+    stack_weights_ : ndarray of shape (n_components_stacked,)
+        Weights of the components of the fitted density (they sum to 1):
+        ``flow_`` first, then the others of ``base="auto"``; ``[1.0]`` when
+        the density is ``flow_`` alone.
+    stack_components_ : list of str
+        What each weight of ``stack_weights_`` belongs to.
     best_score_ : float
         The monitored score of the kept state: mean held-out log-likelihood
         (standardised units), or minus the training loss without early
@@ -157,7 +169,8 @@ class FerumalFlowDensity(BaseFlowDensity):
         Number of trainable parameters: per coupling ``N x n_conditioning``
         auxiliary-point coordinates (if learnable), ``N x 2 n_transformed``
         kernel weights and the length-scale(s); plus ActNorm (and LU)
-        parameters and those of the base distribution.
+        parameters and those of the base distribution; with
+        ``base="auto"``, of every stacked component.
 
     See Also
     --------

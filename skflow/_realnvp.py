@@ -42,18 +42,24 @@ class RealNVPDensity(BaseFlowDensity):
         BIC; separated modes then need no tearing of space, and the
         untrained flow *is* that mixture.  ``"student_t"``: independent
         Student-t marginals with learnable degrees of freedom (heavy tails).
-        ``"auto"``: two flows are trained, one on the better fitted start
-        (the mixture or the Student-t base, whichever has the higher
-        held-out log-likelihood) and one on the standard normal; the first
-        is kept unless the second is better on the held-out rows by more
-        than two paired standard errors (without early stopping: the fitted
-        start alone, chosen by BIC).  Early
+        ``"auto"``: a stacked density (Smyth & Wolpert).  Two flows are
+        trained, one on the better fitted start (the mixture or the
+        Student-t base, whichever has the higher held-out log-likelihood)
+        and one on the standard normal; the fitted density is a convex
+        combination of them, of a Gaussian mixture chosen by
+        cross-validation and, in a few dimensions, of a kernel density,
+        with weights that maximise the held-out
+        log-likelihood (``stack_weights_``).  ``flow_`` (and so
+        ``transform``) is the flow with the larger weight.  Without early
+        stopping: one flow on the fitted start, chosen by BIC.  Early
         stopping scores the starting model too, so training replaces it
         only by something better on the held-out rows.
     n_components : "auto" or int, default="auto"
         Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
         chooses 1 to 10 components (at most one per 10 training rows) and a
-        full or diagonal covariance by BIC.
+        full, tied, diagonal or spherical covariance by BIC for the flows'
+        start, by cross-validation for the mixture that ``"auto"`` stacks
+        with the flows.
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner MLP.
     mixing : {"alternate", "reverse", "random", "lu"}, default="lu"
@@ -117,6 +123,12 @@ class RealNVPDensity(BaseFlowDensity):
     base_ : str
         The base distribution chosen by ``fit``: ``"normal"``,
         ``"student_t"`` or ``"mixture(K, covariance_type)"``.
+    stack_weights_ : ndarray of shape (n_components_stacked,)
+        Weights of the components of the fitted density (they sum to 1):
+        ``flow_`` first, then the others of ``base="auto"``; ``[1.0]`` when
+        the density is ``flow_`` alone.
+    stack_components_ : list of str
+        What each weight of ``stack_weights_`` belongs to.
     best_score_ : float
         The monitored score of the kept state: mean held-out log-likelihood
         (standardised units), or minus the training loss without early
@@ -125,7 +137,7 @@ class RealNVPDensity(BaseFlowDensity):
         Indices of the features that were constant in the training data;
         they are modelled as point masses (see :ref:`constant_features`).
     n_parameters_ : int
-        Number of trainable parameters.
+        Number of trainable parameters (of every stacked component).
 
     See Also
     --------

@@ -29,7 +29,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._fitting import FITTED_STATE, choose_start, new_state, train_state, warm_state
+from ._fitting import FITTED_STATE, density, new_state, stack_states, train_state, warm_state
 from .engine import Transform
 from .engine.bases import BASES
 from .engine.runtime import INFERENCE_CHUNK, generate_rows, map_rows, thread_budget, torch_threads
@@ -136,8 +136,8 @@ class BaseFlowDensity(
         if warm:
             starts = [self._warm_state()]
         elif self.base == "auto" and val is not None:
-            # Two candidates: the flow on the better fitted start (mixture or Student-t) and the
-            # classic flow on N(0, I); the second is kept only if clearly better on held-out rows.
+            # Two flows, on the better fitted start (mixture or Student-t) and on N(0, I), stacked
+            # with a cross-validated Gaussian mixture by weights fitted on the validation rows.
             starts = [
                 self._new_state(X, weight, train, rng, val),
                 self._new_state(X, weight, train, rng, val, base="normal"),
@@ -147,7 +147,10 @@ class BaseFlowDensity(
         for state in starts:
             state["validation_scores_"] = [] if val is not None else None
             self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
-        self._set_state(starts[0] if len(starts) == 1 else choose_start(starts, X[val]))
+        if len(starts) > 1:
+            self._set_state(stack_states(starts, self, X, weight, train, val, rng))
+        else:
+            self._set_state(starts[0])
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -233,18 +236,19 @@ class BaseFlowDensity(
     def _threads(self) -> torch_threads:
         return torch_threads(thread_budget(INFERENCE_CHUNK * self.n_parameters_))
 
-    def _flow(self):
-        """The fitted flow in the inference dtype, and that dtype.
+    def _flow(self, stacked=False):
+        """The fitted flow (``stacked``: the whole fitted density) in the inference dtype, and that dtype.
 
         float64 (the default) is the exact path; float32 is a copy made per
         call, about twice as fast, with round trips good to ~1e-6 relative.
         """
+        model = density(self) if stacked else self.flow_
         if self.inference_dtype == "float32":
-            return copy.deepcopy(self.flow_).to(torch.float32), torch.float32
-        return self.flow_, torch.float64
+            return copy.deepcopy(model).to(torch.float32), torch.float32
+        return model, torch.float64
 
     def _log_prob(self, X: np.ndarray) -> np.ndarray:
-        flow, dtype = self._flow()
+        flow, dtype = self._flow(stacked=True)
         with self._threads():
             log_prob = map_rows(flow.log_prob, self._columns.variable(X), dtype=dtype)
         # Far beyond the data the density underflows; NaN would come from
@@ -313,7 +317,7 @@ class BaseFlowDensity(
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         rng = check_random_state(random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        flow, _ = self._flow()
+        flow, _ = self._flow(stacked=True)
         with self._threads():
             rows = generate_rows(lambda size: flow.sample(size, generator), n_samples, flow.features)
         return self._columns.fill(rows)
@@ -329,10 +333,13 @@ class BaseFlowDensity(
         Returns
         -------
         Z : ndarray of shape (n_samples, n_features)
-            Latent coordinates, distributed as the base distribution
-            ``flow_.base`` if the model fits: standard normal for
-            ``base="normal"``, the fitted mixture or Student-t otherwise.
-            Constant features (point masses) have latent coordinate 0.
+            Latent coordinates under ``flow_``, distributed as its base
+            distribution ``flow_.base`` if the flow fits: standard normal
+            for ``base="normal"``, the fitted mixture or Student-t
+            otherwise.  With ``base="auto"`` the fitted density is a stack
+            of which ``flow_`` is the flow with the larger weight (see
+            ``stack_weights_``).  Constant features (point masses) have
+            latent coordinate 0.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)

@@ -225,17 +225,34 @@ def test_float32_inference_is_close_and_leaves_the_exact_flow(est):
     assert model.sample(5, random_state=0).dtype == np.float64
 
 
-def test_auto_base_keeps_the_fitted_start_unless_the_other_is_clearly_better():
-    from skflow._fitting import FITTED_STATE, choose_start
-
+def test_auto_base_stacks_two_flows_and_a_cross_validated_mixture():
     X = _blobs(600)
     params = dict(n_layers=2, n_aux_points=10, max_iter=5, random_state=0)
     auto = FerumalFlowDensity(**params).fit(X)
     assert auto.base_.startswith("mixture")  # three separated blobs
-    mixture = FerumalFlowDensity(base="mixture", **params).fit(X)
-    normal = FerumalFlowDensity(base="normal", **params).fit(X)
-    states = [{k: getattr(e, k) for k in FITTED_STATE} for e in (mixture, normal)]
-    X_val = _blobs(200, seed=1)
-    assert choose_start(states, X_val) is states[0]
-    # The rule is not a preference for the first: a clearly better second is chosen.
-    assert choose_start(states[::-1], X_val) is states[0]
+    names, weights = auto.stack_components_, auto.stack_weights_
+    # Two flows, the cross-validated mixture and (2-D: cheap) the kernel density.
+    assert len(names) == len(weights) == 4 and len(auto._stack) == 3
+    assert names[0] == f"flow ({auto.base_} base)" and names[1].startswith("flow (")
+    assert names[2].startswith("Gaussian mixture") and names[3].startswith("kernel density")
+    assert np.all(weights > 0) and weights.sum() == pytest.approx(1.0)
+    # flow_ is the trained flow with the larger weight.
+    assert weights[0] >= weights[1]
+    # The density is exactly the weighted sum of the components' densities.
+    X_new = _blobs(200, seed=1)
+    with torch.no_grad():
+        parts = [m.log_prob(torch.tensor(X_new)).numpy() for m in (auto.flow_, *auto._stack)]
+    expected = np.log(sum(w * np.exp(p) for w, p in zip(weights, parts)))
+    np.testing.assert_allclose(auto.score_samples(X_new), expected, rtol=1e-10, atol=1e-10)
+    # transform is the primary flow's bijection: exact round trips.
+    np.testing.assert_allclose(auto.inverse_transform(auto.transform(X_new)), X_new, rtol=0, atol=1e-9)
+    # Samples come from every component, and reproducibly.
+    samples = auto.sample(2000, random_state=0)
+    np.testing.assert_array_equal(samples, auto.sample(2000, random_state=0))
+    assert np.isfinite(auto.score_samples(samples)).all()
+    # An explicit base is one flow, as before.
+    single = FerumalFlowDensity(base="mixture", **params).fit(X)
+    assert single._stack == [] and single.stack_weights_.tolist() == [1.0]
+    np.testing.assert_allclose(
+        single.score_samples(X_new), single.flow_.log_prob(torch.tensor(X_new)).detach().numpy(), rtol=1e-12
+    )

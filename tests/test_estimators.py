@@ -115,10 +115,14 @@ def test_fitted_attributes(est, iris):
     assert 1 <= model.n_iter_ <= model.max_iter
     assert len(model.loss_curve_) == model.n_iter_
     assert len(model.validation_scores_) == model.n_iter_
-    assert model.n_parameters_ == sum(p.numel() for p in model.flow_.parameters() if p.requires_grad)
-    assert all(p.device.type == "cpu" and p.dtype == torch.float64 for p in model.flow_.parameters())
+    # base="auto": every stacked component counts (flow_ first).
+    parts = [model.flow_, *model._stack]
+    assert len(parts) == len(model.stack_weights_) == len(model.stack_components_) >= 3
+    assert model.n_parameters_ == sum(p.numel() for m in parts for p in m.parameters() if p.requires_grad)
+    assert all(p.device.type == "cpu" and p.dtype == torch.float64 for m in parts for p in m.parameters())
     no_es = clone(est).set_params(early_stopping=False).fit(iris)
-    assert no_es.validation_scores_ is None
+    assert no_es.validation_scores_ is None and no_es._stack == []
+    assert no_es.n_parameters_ == sum(p.numel() for p in no_es.flow_.parameters() if p.requires_grad)
 
 
 @parametrize

@@ -11,8 +11,10 @@ boundary: everything else is internal.
   :class:`AffineMap` and :class:`SplineMap`;
 - conditioners: :class:`MLP`, :class:`MADE`, :class:`KernelConditioner`;
 - base distributions: :class:`StandardNormal`, :class:`GaussianMixtureBase`,
-  :class:`StudentTBase`;
+  :class:`StudentTBase`, :class:`KernelDensityBase`;
 - :class:`Flow` = preprocessing + trainable transform + base;
+- stacking: :class:`DensityMixture` (a convex combination of densities) and
+  :func:`stacking_weights` (its weights, fitted on held-out rows);
 - named flows over one generic :func:`layer_stack`: :func:`real_nvp_flow`,
   :func:`ferumal_flow`, :func:`neural_spline_flow`, :func:`transformer_stack`;
 - training: :class:`Trainer` (with :class:`AdamW`), :class:`TrainingResult`,
@@ -20,7 +22,7 @@ boundary: everything else is internal.
 """
 
 from .autoregressive import MADE, MaskedAutoregressive, autoregressive_stack
-from .bases import BASES, Base, GaussianMixtureBase, StandardNormal, StudentTBase
+from .bases import BASES, Base, GaussianMixtureBase, KernelDensityBase, StandardNormal, StudentTBase
 from .conditioners import MLP
 from .coupling import Coupling, alternating_mask, coupling_stack
 from .elementwise import AffineMap, Elementwise, ElementwiseMap, SplineMap
@@ -28,6 +30,7 @@ from .flow import Flow, standard_normal_log_prob
 from .flows import ferumal_flow, neural_spline_flow, real_nvp_flow
 from .kernels import KERNELS, KernelConditioner
 from .optim import AdamW
+from .stacking import DensityMixture, stacking_weights
 from .stacks import layer_stack
 from .training import Trainer, TrainingResult, TrainingStatus
 from .transformer import TransformerBlock, token_layout, transformer_stack
@@ -45,12 +48,14 @@ __all__ = [
     "Base",
     "Compose",
     "Coupling",
+    "DensityMixture",
     "Elementwise",
     "ElementwiseMap",
     "FixedAffine",
     "Flow",
     "GaussianMixtureBase",
     "KernelConditioner",
+    "KernelDensityBase",
     "LULinear",
     "MaskedAutoregressive",
     "Permutation",
@@ -69,6 +74,7 @@ __all__ = [
     "layer_stack",
     "neural_spline_flow",
     "real_nvp_flow",
+    "stacking_weights",
     "standard_normal_log_prob",
     "token_layout",
     "transformer_stack",

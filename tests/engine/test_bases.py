@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from skflow.engine import ActNorm, Compose, Flow, Trainer, TrainingStatus
-from skflow.engine.bases import GaussianMixtureBase, StandardNormal, StudentTBase
+from skflow.engine.bases import GaussianMixtureBase, KernelDensityBase, StandardNormal, StudentTBase
 
 D = torch.float64
 
@@ -30,10 +30,16 @@ def _student(d=2):
     return base
 
 
+def _kernel_density():
+    points = 2 * torch.randn(40, 2, generator=torch.Generator().manual_seed(5), dtype=D) + 0.5
+    return KernelDensityBase(points, 0.6).double()
+
+
 BASES = {
     "normal": lambda: StandardNormal(2).double(),
     "mixture": _mixture,
     "student_t": _student,
+    "kernel_density": _kernel_density,
 }
 
 
@@ -190,3 +196,18 @@ def test_adamw_matches_torch_adamw(weight_decay):
     sum((p**3).sum() for p in ours[:2]).backward()
     opt_ours.step()
     assert torch.equal(ours[2], frozen) and not torch.equal(ours[0], theirs[0])
+
+
+def test_kernel_density_is_the_equal_weight_isotropic_mixture():
+    kde = _kernel_density()
+    n, d = kde.points.shape
+    covariances = kde.bandwidth**2 * torch.eye(d, dtype=D).expand(n, d, d)
+    mixture = GaussianMixtureBase(torch.full((n,), 1.0 / n, dtype=D), kde.points, covariances).double()
+    z = torch.cat([4 * torch.randn(200, 2, generator=torch.Generator().manual_seed(2), dtype=D),
+                   torch.tensor([[30.0, -40.0], [1e3, 1e3]], dtype=D)])
+    with torch.no_grad():
+        torch.testing.assert_close(kde.log_prob(z), mixture.log_prob(z), rtol=1e-10, atol=1e-9)
+    # Far rows keep a finite log-density (the distance form does not underflow to NaN).
+    assert torch.isfinite(kde.log_prob(torch.tensor([[1e6, -1e6]], dtype=D))).all()
+    with pytest.raises(ValueError, match="bandwidth"):
+        KernelDensityBase(kde.points, 0.0)
