@@ -235,15 +235,18 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
     seed, w_train = int(rng.randint(_MAX_SEED)), None if weight is None else weight[train]
     candidates = [s["flow_"] for s in states]
     names = [f"flow ({s['base_']} base)" for s in states]
+
     # Densities in the standardised coordinates the flows start from, as flows without layers.
+    def layerless(base):
+        return Flow(Compose([]), base, preprocessing=copy.deepcopy(flow.preprocessing)).to(INFER_DTYPE)
+
     mixture = cv_mixture(z, estimator.n_components, seed, w_train)
-    candidates.append(Flow(Compose([]), mixture, preprocessing=copy.deepcopy(flow.preprocessing)))
+    candidates.append(layerless(mixture))
     names.append(f"Gaussian mixture ({mixture.n_components})")
     kde = cv_kernel_density(z, seed, w_train)
     if kde is not None:
-        candidates.append(Flow(Compose([]), kde, preprocessing=copy.deepcopy(flow.preprocessing)))
+        candidates.append(layerless(kde))
         names.append(f"kernel density (bandwidth {kde.bandwidth:.3g})")
-    candidates = [c.to(INFER_DTYPE) for c in candidates]
     Xv = columns.variable(X[val])
     log_probs = torch.tensor(np.stack([map_rows(c.log_prob, Xv) for c in candidates], axis=1))
     w_val = None if weight is None else torch.tensor(weight[val])
@@ -258,9 +261,8 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
     return state
 
 
-def density(estimator, flow=None):
-    """The fitted density: ``flow`` (default ``flow_``) alone, or stacked with the other components."""
-    flow = estimator.flow_ if flow is None else flow
+def density(estimator):
+    """The fitted density: ``flow_`` alone, or stacked with the other components."""
     if not estimator._stack:
-        return flow
-    return DensityMixture([flow, *estimator._stack], torch.as_tensor(estimator.stack_weights_))
+        return estimator.flow_
+    return DensityMixture([estimator.flow_, *estimator._stack], torch.as_tensor(estimator.stack_weights_))

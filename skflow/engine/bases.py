@@ -223,7 +223,8 @@ class KernelDensityBase(Base):
         self.features = points.shape[1]
         self.bandwidth = float(bandwidth)
         self.register_buffer("points", points.clone())
-        self.register_buffer("_norms", (points * points).sum(dim=1))
+        # Derived from the points: cached for scoring, not saved.
+        self.register_buffer("_norms", (points * points).sum(dim=1), persistent=False)
 
     def log_prob(self, z: Tensor) -> Tensor:
         points = self.points.to(z.dtype)

@@ -58,7 +58,7 @@ def stacking_weights(
     >>> stacking_weights(lp, prior=0.0).round(decimals=3).tolist()
     [0.667, 0.333]
     """
-    n, k = log_probs.shape
+    k = log_probs.shape[1]
     log_probs = torch.where(torch.isnan(log_probs), -math.inf, log_probs)
     keep = torch.isfinite(log_probs).any(dim=1)
     log_probs = log_probs[keep]
