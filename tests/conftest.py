@@ -19,11 +19,16 @@ FAST_PARAMS = {
 def pytest_configure(config):
     # Under pytest-xdist each worker has a core of its own: torch's default of one intra-op
     # thread per core oversubscribes the machine, and its spinning threads made the gallery
-    # examples (2 workers on 2 cores) take 13 CPU-minutes instead of 1.5.
+    # examples (2 workers on 2 cores) take 13 CPU-minutes instead of 1.5.  The same holds for the
+    # OpenMP pool of scikit-learn's own runtime (KMeans starts every GaussianMixture of base="auto"),
+    # which torch's setting does not reach: at two threads test_fitted_2d_density_integrates_to_one
+    # took 9.9 s instead of 4.3 s on a worker of its own, and 40 s instead of 6-10 s beside another.
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(1)
+        threadpool_limits(1)
 
 
 def fast_estimators(**extra):
