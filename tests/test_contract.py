@@ -50,7 +50,8 @@ def test_round_trip_far_from_the_data_after_training(est, base):
     X = _correlated()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = clone(est).set_params(base=base).fit(X)
+        # n_components=5 is what "auto" chooses here (the same fitted models), without the search.
+        model = clone(est).set_params(base=base, n_components=5).fit(X)
     assert model.n_iter_ > 0
     probes = _far_probes(X)
     Z = model.transform(probes)
@@ -69,10 +70,14 @@ def _banana(n=600, seed=0):
     return np.c_[x, 0.5 * x**2 + 0.3 * rng.randn(n)]
 
 
+# The base="auto" stack of two small flows, with a fixed mixture size, and a patience short
+# enough that early stopping (not max_iter) ends training.
+POINT_MASS = dict(n_layers=2, n_components=3, max_iter=30, n_iter_no_change=5, random_state=0)
+
+
 @pytest.mark.parametrize(
     "est",
-    [FerumalFlowDensity(max_iter=30, random_state=0), RealNVPDensity(max_iter=30, random_state=0),
-     SplineFlowDensity(max_iter=30, random_state=0)],
+    [FerumalFlowDensity(**POINT_MASS), RealNVPDensity(**POINT_MASS), SplineFlowDensity(**POINT_MASS)],
     ids=estimator_id,
 )
 def test_constant_column_is_a_point_mass(est):
@@ -86,6 +91,7 @@ def test_constant_column_is_a_point_mass(est):
     assert not any("diverged" in m for m in messages)
     without = clone(est).fit(X)
     assert with_col.n_iter_ == without.n_iter_ > 0
+    assert without.n_iter_ < without.max_iter  # the two early stoppings agree
     # The other features are learned exactly as without the column.
     np.testing.assert_allclose(with_col.score_samples(Xc), without.score_samples(X), rtol=1e-12)
     np.testing.assert_array_equal(with_col.constant_features_, [1])
@@ -111,7 +117,9 @@ def test_failed_fit_leaves_the_estimator_as_it_was(warm, monkeypatch):
     import skflow._fitting
 
     X = _banana(200)
-    model = RealNVPDensity(n_layers=2, hidden_dims=(8,), max_iter=3, random_state=0, warm_start=warm).fit(X)
+    model = RealNVPDensity(
+        n_layers=2, hidden_dims=(8,), max_iter=3, n_components=3, random_state=0, warm_start=warm
+    ).fit(X)
     before = {k: v for k, v in vars(model).items() if k.endswith("_")}
     state = {k: v.clone() for k, v in model.flow_.state_dict().items()}
     scores = model.score_samples(X)
@@ -194,7 +202,8 @@ def test_student_t_base_for_heavy_tails():
 def test_training_is_single_threaded_for_small_models():
     """The thread policy runs small fits on one thread: identical results whatever torch's setting."""
     X = _banana(300)
-    est = SplineFlowDensity(n_layers=2, hidden_dims=(16,), max_iter=5, random_state=0)
+    # The base="auto" stack with a fixed mixture size (the size search runs no torch).
+    est = SplineFlowDensity(n_layers=2, hidden_dims=(16,), max_iter=5, n_components=3, random_state=0)
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -208,8 +217,8 @@ def test_training_is_single_threaded_for_small_models():
 
 @pytest.mark.parametrize(
     "est",
-    [FerumalFlowDensity(n_layers=2, n_aux_points=10, max_iter=5, random_state=0),
-     SplineFlowDensity(n_layers=2, hidden_dims=(16,), max_iter=5, random_state=0)],
+    [FerumalFlowDensity(n_layers=2, n_aux_points=10, max_iter=5, n_components=3, random_state=0),
+     SplineFlowDensity(n_layers=2, hidden_dims=(16,), max_iter=5, n_components=3, random_state=0)],
     ids=estimator_id,
 )
 def test_float32_inference_is_close_and_leaves_the_exact_flow(est):
