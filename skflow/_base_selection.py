@@ -21,6 +21,7 @@ initialised flow, with scikit-learn's EM:
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 
@@ -36,7 +37,9 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from .engine.bases import GaussianMixtureBase, KernelDensityBase, StandardNormal, StudentTBase
 from .engine.runtime import INFER_DTYPE
 
-__all__ = ["cv_kernel_density", "cv_mixture", "make_base"]
+__all__ = [
+    "cv_kernel_density", "cv_mixture", "make_base", "mixture_base", "refit_kernel_density", "refit_mixture",
+]
 
 # Largest mixture tried by n_components="auto"; each component also needs
 # _ROWS_PER_COMPONENT training rows, so small data sets try fewer.
@@ -125,7 +128,7 @@ def _best_mixture(z: np.ndarray, n_components, seed: int) -> tuple[GaussianMixtu
 @_one_blas_thread
 def cv_mixture(
     z: np.ndarray, n_components, seed: int, weight: np.ndarray | None = None
-) -> GaussianMixtureBase:
+) -> GaussianMixture:
     """A Gaussian mixture chosen as a cross-validated ``GaussianMixture`` search would choose it.
 
     Size and covariance type maximise the 5-fold cross-validated
@@ -150,7 +153,28 @@ def cv_mixture(
             gmm = _cv_search(estimator, z, n_components)
         else:
             gmm = _best_mixture(z, n_components, seed)[0]
-    return _mixture_base(gmm, d)
+    return gmm
+
+
+@_one_blas_thread
+def refit_mixture(
+    gmm: GaussianMixture, z: np.ndarray, seed: int, weight: np.ndarray | None = None
+) -> GaussianMixture:
+    """A copy of the fitted ``gmm`` refitted on the rows ``z`` by EM started from its parameters.
+
+    The size and covariance type stay as selected; starting from the fitted
+    parameters keeps the components where they were (a fresh EM may settle
+    in another local optimum) while the new rows refine them.
+    """
+    refit = copy.deepcopy(gmm).set_params(warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return refit.fit(_resample(z, weight, seed))
+
+
+def mixture_base(gmm: GaussianMixture) -> GaussianMixtureBase:
+    """The engine's (full-covariance) mixture with the parameters of ``gmm``."""
+    return _mixture_base(gmm, gmm.means_.shape[1])
 
 
 def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> GaussianMixture:
@@ -199,6 +223,13 @@ def cv_kernel_density(z: np.ndarray, seed: int, weight: np.ndarray | None = None
     folds = KFold(_CV_FOLDS, shuffle=True, random_state=seed)
     search = GridSearchCV(KernelDensity(), {"bandwidth": _BANDWIDTHS}, cv=folds).fit(z)
     return KernelDensityBase(torch.as_tensor(z, dtype=INFER_DTYPE), float(search.best_params_["bandwidth"]))
+
+
+def refit_kernel_density(
+    kde: KernelDensityBase, z: np.ndarray, seed: int, weight: np.ndarray | None = None
+) -> KernelDensityBase:
+    """A kernel density on the rows ``z`` with the bandwidth of ``kde``."""
+    return KernelDensityBase(torch.as_tensor(_resample(z, weight, seed), dtype=INFER_DTYPE), kde.bandwidth)
 
 
 def _resample(z: np.ndarray, weight: np.ndarray | None, seed: int) -> np.ndarray:

