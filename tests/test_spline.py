@@ -218,8 +218,9 @@ def iris():
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
 def fitted(request, iris):
+    # n_components=2 is what "auto" chooses on iris (the same fitted models), without the search.
     return SplineFlowDensity(
-        n_layers=2, hidden_dims=(16,), architecture=request.param, max_iter=30, random_state=0
+        n_layers=2, hidden_dims=(16,), architecture=request.param, max_iter=30, n_components=2, random_state=0
     ).fit(iris)
 
 
@@ -274,8 +275,10 @@ def test_samples_follow_the_fitted_density(architecture):
     error of a fraction of 10000 samples is below 0.005).
     """
     X, _ = make_moons(500, noise=0.1, random_state=0)
+    # The base="auto" stack; 6 components, as its flows' mixture base chooses here.
     model = SplineFlowDensity(
-        n_layers=3, hidden_dims=(16,), architecture=architecture, max_iter=25, random_state=0
+        n_layers=3, hidden_dims=(16,), architecture=architecture, n_components=6, max_iter=25,
+        random_state=0,
     ).fit(X)
     lo, hi = X.min(0) - 2.5, X.max(0) + 2.5
     gx, gy = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
@@ -323,7 +326,8 @@ def test_invalid_parameters(params, match, iris):
 
 
 def test_parameters_change_the_model(iris):
-    base = SplineFlowDensity(n_layers=2, hidden_dims=(8,), max_iter=3, random_state=0)
+    # n_components=2 is what "auto" chooses on iris (the same fitted models), without the search.
+    base = SplineFlowDensity(n_layers=2, hidden_dims=(8,), max_iter=3, n_components=2, random_state=0)
     n_params = {
         "defaults": clone(base).fit(iris).n_parameters_,
         "bins": clone(base).set_params(n_bins=4).fit(iris).n_parameters_,

@@ -16,7 +16,9 @@ from sklearn.preprocessing import StandardScaler
 from skflow import TransformerFlowDensity
 from skflow.engine.transformer import TransformerBlock
 
-SMALL = dict(n_layers=2, depth=1, embed_dim=16, n_heads=2, n_bins=6)
+# n_components=2 is what n_components="auto" chooses on iris (the fitted models are bit for bit
+# the same), without the search over mixture sizes that was most of a small fit.
+SMALL = dict(n_layers=2, depth=1, embed_dim=16, n_heads=2, n_bins=6, n_components=2)
 
 
 def _blocks(model):
@@ -76,8 +78,9 @@ def test_extreme_inputs_never_give_nan(fitted):
 
 
 def test_image_patches(digits):
+    # The token layout is the flow's: one flow (base="normal"), not the base="auto" stack.
     model = TransformerFlowDensity(
-        **SMALL, image_shape=(8, 8), patch_shape=(2, 2), max_iter=3, random_state=0
+        **SMALL, image_shape=(8, 8), patch_shape=(2, 2), max_iter=3, base="normal", random_state=0
     ).fit(digits)
     first, second = _blocks(model)
     assert (first.n_tokens, first.token_size) == (16, 4)
@@ -95,7 +98,9 @@ def test_image_patches(digits):
 def test_samples_follow_the_fitted_density():
     """Grid integral of exp(score_samples) is 1 and region masses match sample fractions."""
     X, _ = make_moons(500, noise=0.1, random_state=0)
-    model = TransformerFlowDensity(**SMALL, max_iter=25, random_state=0).fit(X)
+    # The base="auto" stack; 6 components, as its flows' mixture base chooses here.
+    params = {**SMALL, "n_components": 6}
+    model = TransformerFlowDensity(**params, max_iter=25, random_state=0).fit(X)
     lo, hi = X.min(0) - 2.5, X.max(0) + 2.5
     gx, gy = np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200)
     grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
