@@ -19,7 +19,9 @@ EXPECTED_FAILED = {
 @parametrize_with_checks(
     [
         *fast_estimators(random_state=0),
-        TransformerFlowDensity(n_layers=2, depth=1, embed_dim=8, n_heads=2, n_bins=4, max_iter=5, random_state=0),
+        TransformerFlowDensity(
+            n_layers=2, depth=1, embed_dim=8, n_heads=2, n_bins=4, max_iter=5, n_components=2, random_state=0
+        ),
         # The detector's checks are about the detector: its member is one flow (base="normal", as
         # the detector's own default member), not the base="auto" stack.
         DensityOutlierDetector(
