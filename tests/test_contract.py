@@ -91,7 +91,7 @@ def test_constant_column_is_a_point_mass(est):
     assert not any("diverged" in m for m in messages)
     without = clone(est).fit(X)
     assert with_col.n_iter_ == without.n_iter_ > 0
-    assert without.n_iter_ < without.max_iter  # the two early stoppings agree
+    assert without.n_iter_ < without.max_iter  # early stopping, not max_iter, ended both fits
     # The other features are learned exactly as without the column.
     np.testing.assert_allclose(with_col.score_samples(Xc), without.score_samples(X), rtol=1e-12)
     np.testing.assert_array_equal(with_col.constant_features_, [1])
