@@ -177,7 +177,8 @@ def refit_mixture(
 
 def mixture_base(gmm: GaussianMixture) -> GaussianMixtureBase:
     """The engine's (full-covariance) mixture with the parameters of ``gmm``."""
-    return _mixture_base(gmm, gmm.means_.shape[1])
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=INFER_DTYPE)  # noqa: E731
+    return GaussianMixtureBase(t(gmm.weights_), t(gmm.means_), t(_full_covariances(gmm, gmm.means_.shape[1])))
 
 
 def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> GaussianMixture:
@@ -243,11 +244,6 @@ def _resample(z: np.ndarray, weight: np.ndarray | None, seed: int) -> np.ndarray
     return z[rng.choice(z.shape[0], size=z.shape[0], p=weight / weight.sum())]
 
 
-def _mixture_base(gmm: GaussianMixture, d: int) -> GaussianMixtureBase:
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=INFER_DTYPE)  # noqa: E731
-    return GaussianMixtureBase(t(gmm.weights_), t(gmm.means_), t(_full_covariances(gmm, d)))
-
-
 def _student_t(z: np.ndarray) -> tuple[StudentTBase, float]:
     """The maximum-likelihood Student-t base and its BIC (3 parameters per dimension)."""
     base = StudentTBase(z.shape[1]).to(INFER_DTYPE)
@@ -298,11 +294,11 @@ def make_base(
         if gmm is None:
             return t_base, "student_t"
         if z_val is not None and len(z_val) >= _MIN_VALIDATION_ROWS:
-            prefer_t = _mean_log_prob(t_base, z_val) > _mean_log_prob(_mixture_base(gmm, d), z_val)
+            prefer_t = _mean_log_prob(t_base, z_val) > _mean_log_prob(mixture_base(gmm), z_val)
         else:
             prefer_t = t_bic < gmm_bic
         if prefer_t:
             return t_base, "student_t"
     if gmm is None:  # pragma: no cover - EM failed on every candidate
         return StandardNormal(d).to(INFER_DTYPE), "normal"
-    return _mixture_base(gmm, d), f"mixture({gmm.n_components}, {gmm.covariance_type})"
+    return mixture_base(gmm), f"mixture({gmm.n_components}, {gmm.covariance_type})"
