@@ -10,8 +10,9 @@ Sections (all by default):
     ``score_samples`` and ``sample`` rows/s at 16 features: RealNVPDensity
     and zuko's RealNVP at the same depth and width (6 layers, hidden
     ``(64, 64)``), SplineFlowDensity (coupling, 6 layers) and zuko's coupling
-    NSF, FerumalFlowDensity (defaults, 6 layers).  zuko runs in float32, its
-    default, and in float64 (skflow's inference dtype).  Then *prototypes*
+    NSF, FerumalFlowDensity (defaults, 6 layers), each also with its
+    ``inference_dtype="float32"`` fast path ("f32").  zuko runs in float32,
+    its default, and in float64 (skflow's inference dtype).  Then *prototypes*
     of skflow's fitted flows driven directly, to size a fast path: float32
     (``copy.deepcopy(flow).float()``), ReLU in place of GELU (speed only:
     the weights were trained with GELU), "LU-inv" (LU layers as one matmul
@@ -281,6 +282,8 @@ def inference(args) -> dict:
         "SplineFlowDensity coupling": spline,
         "FerumalFlowDensity": ferumal,
     }
+    for name, estimator in list(methods.items()):  # the estimators' float32 fast path
+        methods[f"{name} f32"] = copy.deepcopy(estimator).set_params(inference_dtype="float32")
     try:
         zuko_realnvp = ZukoModel("RealNVP", X_fit, args.epochs, **ZUKO_SPEC)
         zuko_nsf = ZukoModel("NSF", X_fit, args.epochs, passes=2, **ZUKO_SPEC)

@@ -24,6 +24,15 @@ def soft_clamp(x: Tensor, bound: float | None) -> Tensor:
     return x if bound is None else bound * torch.tanh(x / bound)
 
 
+def _as_slice(index: Tensor) -> slice | None:
+    """``index`` (sorted positions) as an equivalent slice, or None if it is not evenly spaced."""
+    positions = index.tolist()
+    step = positions[1] - positions[0] if len(positions) > 1 else 1
+    if step < 1 or positions != list(range(positions[0], positions[-1] + 1, step)):
+        return None
+    return slice(positions[0], positions[-1] + 1, step)
+
+
 def alternating_mask(features: int, parity: int) -> Tensor:
     """Boolean mask selecting the transformed half: every other feature.
 
@@ -68,17 +77,23 @@ class Coupling(Transform):
         self.register_buffer("conditioning", torch.nonzero(~mask).flatten())
         self.conditioner = conditioner
         self.map = elementwise_map
+        # Alternating (or half/half) masks are strided slices: views instead of
+        # gathers, and one slice write instead of ``index_copy``.
+        self._slices = _as_slice(self.transformed), _as_slice(self.conditioning)
 
     def _params(self, x_cond: Tensor) -> Tensor:
         out = self.conditioner(soft_clamp(x_cond, self.input_bound))
         return out.view(x_cond.shape[0], self.transformed.numel(), self.map.n_params)
 
     def _couple(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        x_cond = x[:, self.conditioning]
-        params = self._params(x_cond)
         step = self.map.inverse if inverse else self.map.forward
-        y_t, ladj = step(x[:, self.transformed], params)
-        y = x.index_copy(1, self.transformed, y_t)
+        transformed, conditioning = self._slices
+        if transformed is None or conditioning is None:
+            y_t, ladj = step(x[:, self.transformed], self._params(x[:, self.conditioning]))
+            return x.index_copy(1, self.transformed, y_t), ladj.sum(dim=-1)
+        y_t, ladj = step(x[:, transformed], self._params(x[:, conditioning]))
+        y = x.clone()
+        y[:, transformed] = y_t
         return y, ladj.sum(dim=-1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
