@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import warnings
 
 import numpy as np
@@ -34,11 +35,18 @@ from sklearn.neighbors import KernelDensity
 from threadpoolctl import threadpool_limits
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from .engine.bases import GaussianMixtureBase, KernelDensityBase, StandardNormal, StudentTBase
+from .engine.bases import (
+    GaussianMixtureBase,
+    KernelDensityBase,
+    MultivariateStudentTBase,
+    StandardNormal,
+    StudentTBase,
+)
 from .engine.runtime import INFER_DTYPE
 
 __all__ = [
-    "cv_kernel_density", "cv_mixture", "make_base", "mixture_base", "refit_kernel_density", "refit_mixture",
+    "cv_kernel_density", "cv_mixture", "fit_student_t", "make_base", "mixture_base", "refit_kernel_density",
+    "refit_mixture", "refit_student_t",
 ]
 
 # Largest mixture tried by n_components="auto"; each component also needs
@@ -68,6 +76,12 @@ _MIN_VALIDATION_ROWS = 5
 # Ridge added to covariances by EM (variance, in the standardised latent space
 # where the data have unit variance): no component narrower than 1% of it.
 _REG_COVAR = 1e-4
+# fit_student_t: degrees of freedom tried (maximum likelihood on the rows picks one; 100 is
+# close to Gaussian), EM iterations per value and the rows it uses at most (a seeded subsample:
+# d + d (d + 1) / 2 + 1 parameters need no more).
+_T_DF_GRID = (1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0)
+_T_EM_ITERATIONS = 200
+_T_MAX_ROWS = 20_000
 
 
 def _single_threaded(function):
@@ -234,6 +248,89 @@ def refit_kernel_density(
 ) -> KernelDensityBase:
     """A kernel density on the rows ``z`` with the bandwidth of ``kde``."""
     return KernelDensityBase(torch.as_tensor(_resample(z, weight, seed), dtype=INFER_DTYPE), kde.bandwidth)
+
+
+def _student_t_em(z, weight, df, loc, scale):
+    """EM for the location and scale matrix of a multivariate Student-t with fixed ``df``.
+
+    The Student-t is a Gaussian scale mixture, so EM is iteratively
+    reweighted mean and covariance, each row weighted by
+    ``(df + d) / (df + delta)`` (``delta`` its squared Mahalanobis distance;
+    Liu & Rubin, Statistica Sinica 1995).  Returns ``(loc, scale_tril,
+    mean log-likelihood)``; the likelihood never decreases.
+    """
+    n, d = z.shape
+    w = weight / weight.sum()
+    previous = -np.inf
+    for iteration in range(_T_EM_ITERATIONS):
+        tril = np.linalg.cholesky(scale + _REG_COVAR * np.eye(d))
+        white = np.linalg.solve(tril, (z - loc).T)
+        delta = np.einsum("ij,ij->j", white, white)
+        log_lik = float(w @ _t_log_density(delta, tril, df, d))
+        if log_lik - previous < 1e-9 * max(1.0, abs(log_lik)) or iteration == _T_EM_ITERATIONS - 1:
+            break  # (loc, tril) are the parameters log_lik was computed with
+        previous = log_lik
+        u = w * (df + d) / (df + delta)
+        loc = u @ z / u.sum()
+        residual = z - loc
+        scale = (u[:, None] * residual).T @ residual
+    return loc, tril, log_lik
+
+
+def _t_log_density(delta, tril, df, d):
+    return (
+        math.lgamma(0.5 * (df + d)) - math.lgamma(0.5 * df) - 0.5 * d * math.log(df * math.pi)
+        - np.log(np.diag(tril)).sum() - 0.5 * (df + d) * np.log1p(delta / df)
+    )
+
+
+def _t_rows(z, weight, seed):
+    weight = np.ones(z.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
+    if z.shape[0] > _T_MAX_ROWS:
+        rows = np.random.RandomState(seed).choice(z.shape[0], _T_MAX_ROWS, replace=False)
+        z, weight = z[rows], weight[rows]
+    return z, weight
+
+
+def _t_base(loc, tril, df) -> MultivariateStudentTBase:
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=INFER_DTYPE)  # noqa: E731
+    return MultivariateStudentTBase(t(loc), t(tril), df)
+
+
+@_single_threaded
+def fit_student_t(z: np.ndarray, seed: int, weight: np.ndarray | None = None) -> MultivariateStudentTBase:
+    """The maximum-likelihood multivariate Student-t of the rows ``z`` (row weights optional).
+
+    For each ``df`` of ``_T_DF_GRID``, location and scale by EM from the
+    mean and covariance; the ``df`` with the highest likelihood wins.  With
+    few parameters (one ellipsoid and its tail weight) the training rows'
+    likelihood is a sound criterion.  In ``base="auto"`` it is the stack's
+    heavy-tailed component: where the data have heavy tails it carries the
+    rows that the light-tailed components give almost no density.
+    """
+    z, weight = _t_rows(z, weight, seed)
+    w = weight / weight.sum()
+    mean = w @ z
+    cov = (w[:, None] * (z - mean)).T @ (z - mean)
+    best = None
+    for df in _T_DF_GRID:
+        loc, tril, log_lik = _student_t_em(z, weight, df, mean, cov)
+        if np.isfinite(log_lik) and (best is None or log_lik > best[2]):
+            best = (loc, tril, log_lik, df)
+    if best is None:  # pragma: no cover - every df failed (non-finite rows are rejected earlier)
+        return _t_base(mean, np.linalg.cholesky(cov + _REG_COVAR * np.eye(z.shape[1])), _T_DF_GRID[-1])
+    return _t_base(best[0], best[1], best[3])
+
+
+@_single_threaded
+def refit_student_t(
+    base: MultivariateStudentTBase, z: np.ndarray, seed: int, weight: np.ndarray | None = None
+) -> MultivariateStudentTBase:
+    """``base`` refitted on the rows ``z`` by EM from its parameters, keeping its ``df``."""
+    z, weight = _t_rows(z, weight, seed)
+    tril = base.scale_tril.numpy()
+    loc, tril, _ = _student_t_em(z, weight, base.df, base.loc.numpy(), tril @ tril.T)
+    return _t_base(loc, tril, base.df)
 
 
 def _resample(z: np.ndarray, weight: np.ndarray | None, seed: int) -> np.ndarray:

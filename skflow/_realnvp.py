@@ -47,10 +47,10 @@ class RealNVPDensity(BaseFlowDensity):
         Student-t base, whichever has the higher held-out log-likelihood)
         and one on the standard normal; the fitted density is a convex
         combination of them, of a Gaussian mixture chosen by
-        cross-validation and, in a few dimensions, of a kernel density,
-        with weights that maximise the held-out
-        log-likelihood (``stack_weights_``).  ``flow_`` (and so
-        ``transform``) is the flow with the larger weight.  Without early
+        cross-validation, in a few dimensions of a kernel density, and of
+        a multivariate Student-t (heavy tails), with weights that maximise
+        the held-out log-likelihood (``stack_weights_``).  ``flow_`` (and
+        so ``transform``) is the flow with the larger weight.  Without early
         stopping: one flow on the fitted start, chosen by BIC.  Early
         stopping scores the starting model too, so training replaces it
         only by something better on the held-out rows.

@@ -8,9 +8,11 @@ from skflow import FerumalFlowDensity
 from skflow._base_selection import (
     cv_kernel_density,
     cv_mixture,
+    fit_student_t,
     mixture_base,
     refit_kernel_density,
     refit_mixture,
+    refit_student_t,
 )
 
 
@@ -73,3 +75,59 @@ def test_auto_stack_refits_the_classical_components_on_training_and_validation_r
     centred = np.abs(mixture.base.means.detach().numpy()[:, None, :] - z[None, :, :]).sum(-1).min(1)
     assert centred.max() < 1.0  # every component sits on the data, none was lost in the refit
     assert model.stack_weights_.sum() == pytest.approx(1.0)
+
+
+def _t_rows(df, n, seed=0):
+    from scipy.stats import multivariate_t
+
+    shape = np.array([[1.0, 0.6, 0.0], [0.6, 2.0, -0.4], [0.0, -0.4, 0.5]])
+    return multivariate_t(loc=[1.0, 0.0, -1.0], shape=shape, df=df).rvs(n, random_state=seed), shape
+
+
+@pytest.mark.parametrize("df, low, high", [(2.0, 2.0, 2.0), (5.0, 3.0, 10.0), (np.inf, 30.0, 100.0)])
+def test_fit_student_t_recovers_the_tails_and_the_ellipsoid(df, low, high):
+    z, shape = _t_rows(df, 4000)
+    base = fit_student_t(z, seed=0)
+    assert low <= base.df <= high
+    np.testing.assert_allclose(base.loc.numpy(), [1.0, 0.0, -1.0], atol=0.1)
+    tril = base.scale_tril.numpy()
+    # The fitted scale matrix is the shape (df > 30 fits a scale slightly below the covariance).
+    np.testing.assert_allclose(tril @ tril.T, shape, atol=0.2)
+
+
+def test_fit_student_t_row_weights_are_repeated_rows():
+    z, _ = _t_rows(3.0, 300, seed=1)
+    weight = np.r_[np.full(100, 2.0), np.ones(200)]
+    weighted = fit_student_t(z, seed=0, weight=weight)
+    repeated = fit_student_t(np.concatenate([z[:100], z]), seed=0)
+    assert weighted.df == repeated.df
+    np.testing.assert_allclose(weighted.loc.numpy(), repeated.loc.numpy(), rtol=1e-8)
+    np.testing.assert_allclose(weighted.scale_tril.numpy(), repeated.scale_tril.numpy(), rtol=1e-8)
+
+
+def test_refit_student_t_keeps_df_and_raises_the_likelihood_of_all_rows():
+    z_all, _ = _t_rows(2.0, 1500, seed=2)
+    base = fit_student_t(z_all[:300], seed=0)
+    refit = refit_student_t(base, z_all, seed=0)
+    assert refit.df == base.df
+    with torch.no_grad():
+        before, after = (b.log_prob(torch.tensor(z_all)).mean().item() for b in (base, refit))
+    assert after > before
+
+
+def test_auto_stack_gives_heavy_tailed_rows_a_heavy_tailed_component():
+    from scipy.stats import multivariate_t
+
+    X = multivariate_t(loc=np.zeros(4), shape=np.eye(4), df=2.0).rvs(600, random_state=0)
+    model = FerumalFlowDensity(n_layers=2, n_aux_points=10, max_iter=5, random_state=0).fit(X)
+    t_name = next(n for n in model.stack_components_ if n.startswith("Student-t"))
+    t_index = model.stack_components_.index(t_name)
+    student_t = model._stack[t_index - 1].base
+    assert student_t.df <= 3.0
+    # Rows far out: the stack's log-density decays like the Student-t's (polynomially), which
+    # bounds it from below through the component's weight.
+    far = np.array([[40.0, -40.0, 40.0, 0.0], [0.0, 0.0, 0.0, 300.0]])
+    with torch.no_grad():
+        t_log_density = model._stack[t_index - 1].log_prob(torch.tensor(far)).numpy()
+    assert np.all(model.score_samples(far) >= np.log(model.stack_weights_[t_index]) + t_log_density - 1e-9)
+    assert np.all(model.score_samples(far) > -60.0)

@@ -11,7 +11,8 @@ boundary: everything else is internal.
   :class:`AffineMap` and :class:`SplineMap`;
 - conditioners: :class:`MLP`, :class:`MADE`, :class:`KernelConditioner`;
 - base distributions: :class:`StandardNormal`, :class:`GaussianMixtureBase`,
-  :class:`StudentTBase`, :class:`KernelDensityBase`;
+  :class:`StudentTBase`, and for stacking :class:`KernelDensityBase` and
+  :class:`MultivariateStudentTBase`;
 - :class:`Flow` = preprocessing + trainable transform + base;
 - stacking: :class:`DensityMixture` (a convex combination of densities) and
   :func:`stacking_weights` (its weights, fitted on held-out rows);
@@ -22,7 +23,15 @@ boundary: everything else is internal.
 """
 
 from .autoregressive import MADE, MaskedAutoregressive, autoregressive_stack
-from .bases import BASES, Base, GaussianMixtureBase, KernelDensityBase, StandardNormal, StudentTBase
+from .bases import (
+    BASES,
+    Base,
+    GaussianMixtureBase,
+    KernelDensityBase,
+    MultivariateStudentTBase,
+    StandardNormal,
+    StudentTBase,
+)
 from .conditioners import MLP
 from .coupling import Coupling, alternating_mask, coupling_stack
 from .elementwise import AffineMap, Elementwise, ElementwiseMap, SplineMap
@@ -56,6 +65,7 @@ __all__ = [
     "GaussianMixtureBase",
     "KernelConditioner",
     "KernelDensityBase",
+    "MultivariateStudentTBase",
     "LULinear",
     "MaskedAutoregressive",
     "Permutation",

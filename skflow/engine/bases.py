@@ -21,6 +21,11 @@ Three bases:
   location, scale and degrees of freedom per dimension (tail-adaptive flows,
   Jaini et al., ICML 2020, arXiv:1907.04481): a Lipschitz flow cannot turn
   light Gaussian tails into heavy ones, a heavy-tailed base can.
+
+Two fixed densities serve as components of a stacked density
+(:class:`~skflow.engine.stacking.DensityMixture`) rather than as bases of a
+trained flow: :class:`KernelDensityBase` and
+:class:`MultivariateStudentTBase`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = [
     "Base",
     "GaussianMixtureBase",
     "KernelDensityBase",
+    "MultivariateStudentTBase",
     "StandardNormal",
     "StudentTBase",
     "standard_normal_log_prob",
@@ -246,6 +252,72 @@ class KernelDensityBase(Base):
 
     def extra_repr(self) -> str:
         return f"features={self.features}, n_points={self.points.shape[0]}, bandwidth={self.bandwidth:.4g}"
+
+
+class MultivariateStudentTBase(Base):
+    """Multivariate Student-t: ``t_nu(z; loc, L L^T)``, one heavy-tailed ellipsoid.
+
+    ``log q(z) = log G((nu + d) / 2) - log G(nu / 2) - (d / 2) log(nu pi)
+    - log|det L| - ((nu + d) / 2) log(1 + |L^-1 (z - loc)|^2 / nu)``.  Its
+    tails decay polynomially, not like ``exp(-|z|^2 / 2)``, so rows far out
+    in every direction keep a log-density of order ``-(nu + d) log |z|``
+    instead of ``-|z|^2 / 2``.  Sampling is exact: ``loc + L g sqrt(nu / s)``
+    with ``g ~ N(0, I)`` and ``s ~ chi2(nu)``.  The parameters are fixed
+    (buffers): they are fitted by EM outside the module.
+
+    Parameters
+    ----------
+    loc : Tensor of shape (d,)
+        Location (the mean when ``df > 1``).
+    scale_tril : Tensor of shape (d, d)
+        Lower-triangular Cholesky factor ``L`` of the scale matrix, positive
+        diagonal (the covariance is ``df / (df - 2) L L^T`` when ``df > 2``).
+    df : float
+        Degrees of freedom ``nu > 0``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = MultivariateStudentTBase(torch.zeros(2), torch.eye(2), df=3.0)
+    >>> t.log_prob(torch.zeros(1, 2)).shape, t.sample(5, torch.Generator().manual_seed(0)).shape
+    (torch.Size([1]), torch.Size([5, 2]))
+    """
+
+    def __init__(self, loc: Tensor, scale_tril: Tensor, df: float) -> None:
+        super().__init__()
+        if not df > 0:
+            raise ValueError(f"df must be positive, got {df!r}.")
+        loc = torch.as_tensor(loc)
+        scale_tril = torch.as_tensor(scale_tril, dtype=loc.dtype)
+        if not bool((torch.diagonal(scale_tril) > 0).all()):
+            raise ValueError("scale_tril must have a positive diagonal.")
+        self.features = loc.shape[0]
+        self.df = float(df)
+        self.register_buffer("loc", loc.clone())
+        self.register_buffer("scale_tril", torch.tril(scale_tril))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        d, df = self.features, self.df
+        tril = self.scale_tril.to(z.dtype)
+        white = torch.linalg.solve_triangular(tril, (z - self.loc.to(z.dtype)).T, upper=False)
+        norm = (
+            math.lgamma(0.5 * (df + d)) - math.lgamma(0.5 * df) - 0.5 * d * math.log(df * math.pi)
+        ) - torch.log(torch.diagonal(tril)).sum()
+        return norm - 0.5 * (df + d) * torch.log1p(white.square().sum(dim=0) / df)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        dtype = self.loc.dtype
+        gaussian = torch.randn(n, self.features, generator=generator, dtype=dtype)
+        # torch's chi-square sampler draws from the global generator: seed a private fork of it
+        # from ``generator`` so the caller's global random state is left as it was.
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            chi2 = torch.distributions.Chi2(torch.tensor(self.df, dtype=dtype)).sample((n,))
+        return self.loc + (gaussian @ self.scale_tril.T) * torch.sqrt(self.df / chi2).unsqueeze(1)
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}, df={self.df:.4g}"
 
 
 def _student_t_log_prob(x: Tensor, df: Tensor) -> Tensor:

@@ -22,15 +22,20 @@ __all__ = ["DensityMixture", "stacking_weights"]
 
 
 def stacking_weights(
-    log_probs: Tensor, weight: Tensor | None = None, prior: float = 1.0, n_iter: int = 500, tol: float = 1e-10
+    log_probs: Tensor,
+    weight: Tensor | None = None,
+    prior: float | Tensor = 1.0,
+    n_iter: int = 500,
+    tol: float = 1e-10,
 ) -> Tensor:
     """Mixing weights that maximise the held-out log-likelihood of a combination.
 
     EM on the weights only (the components are fixed): each iteration sets
     ``w_k`` to the mean responsibility of component ``k``.  ``prior`` adds
     that many pseudo-rows of responsibility to every component (the MAP
-    estimate under a symmetric Dirichlet(1 + prior) prior), which shrinks the
-    weights towards uniform when the held-out rows are few.
+    estimate under a Dirichlet(1 + prior_k) prior), which shrinks the
+    weights towards uniform when the held-out rows are few, and keeps every
+    weight above ``prior_k / (n + sum(prior))``.
 
     Parameters
     ----------
@@ -39,8 +44,9 @@ def stacking_weights(
         where every component is ``-inf`` (or NaN) are ignored.
     weight : Tensor of shape (n,), optional
         Row weights.
-    prior : float, default=1.0
-        Pseudo-rows per component (``0``: maximum likelihood).
+    prior : float or Tensor of shape (K,), default=1.0
+        Pseudo-rows per component, or one count per component (``0``:
+        maximum likelihood).
     n_iter : int, default=500
         At most this many EM iterations.
     tol : float, default=1e-10
@@ -66,12 +72,13 @@ def stacking_weights(
     if log_probs.shape[0] == 0:
         return torch.full((k,), 1.0 / k, dtype=log_probs.dtype)
     row_weight = row_weight / row_weight.sum() * row_weight.numel()
+    prior = torch.as_tensor(prior, dtype=log_probs.dtype).expand(k)
     log_w = torch.full((k,), -math.log(k), dtype=log_probs.dtype)
     previous = -math.inf
     for _ in range(n_iter):
         joint = log_probs + log_w
         total = torch.logsumexp(joint, dim=1)
-        objective = (row_weight * total).sum().item() + prior * log_w.sum().item()
+        objective = (row_weight * total).sum().item() + (prior * log_w).sum().item()
         responsibility = torch.exp(joint - total.unsqueeze(1))
         counts = (row_weight.unsqueeze(1) * responsibility).sum(dim=0) + prior
         log_w = torch.log(counts / counts.sum())

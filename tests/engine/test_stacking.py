@@ -115,6 +115,16 @@ def test_prior_shrinks_weights_and_bad_rows_are_ignored():
     torch.testing.assert_close(weighted, repeated)
 
 
+def test_prior_per_component_floors_each_weight():
+    # Ten rows that no component but the first explains: the others keep their pseudo-rows' share.
+    log_probs = torch.tensor([[0.0, -50.0, -50.0]] * 10, dtype=D)
+    prior = torch.tensor([1.0, 1.0, 0.1], dtype=D)
+    w = stacking_weights(log_probs, prior=prior)
+    torch.testing.assert_close(w, torch.tensor([11.0, 1.0, 0.1], dtype=D) / 12.1, rtol=1e-6, atol=0)
+    torch.testing.assert_close(stacking_weights(log_probs, prior=torch.ones(3, dtype=D)),
+                               stacking_weights(log_probs, prior=1.0))
+
+
 def test_invalid_mixtures_are_rejected():
     parts = _components()
     with pytest.raises(ValueError, match="one weight per component"):
