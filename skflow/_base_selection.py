@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 import torch
+from scipy.linalg import solve_triangular
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.mixture import GaussianMixture
@@ -79,8 +80,9 @@ _REG_COVAR = 1e-4
 # fit_student_t: degrees of freedom tried (maximum likelihood on the rows picks one; 100 is
 # close to Gaussian), EM iterations per value and the rows it uses at most (a seeded subsample:
 # d + d (d + 1) / 2 + 1 parameters need no more).
-_T_DF_GRID = (1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0)
+_T_DF_GRID = (100.0, 30.0, 10.0, 5.0, 3.0, 2.0, 1.0)
 _T_EM_ITERATIONS = 200
+_T_TOL = 1e-7
 _T_MAX_ROWS = 20_000
 
 
@@ -264,10 +266,10 @@ def _student_t_em(z, weight, df, loc, scale):
     previous = -np.inf
     for iteration in range(_T_EM_ITERATIONS):
         tril = np.linalg.cholesky(scale + _REG_COVAR * np.eye(d))
-        white = np.linalg.solve(tril, (z - loc).T)
+        white = solve_triangular(tril, (z - loc).T, lower=True)
         delta = np.einsum("ij,ij->j", white, white)
         log_lik = float(w @ _t_log_density(delta, tril, df, d))
-        if log_lik - previous < 1e-9 * max(1.0, abs(log_lik)) or iteration == _T_EM_ITERATIONS - 1:
+        if log_lik - previous < _T_TOL * max(1.0, abs(log_lik)) or iteration == _T_EM_ITERATIONS - 1:
             break  # (loc, tril) are the parameters log_lik was computed with
         previous = log_lik
         u = w * (df + d) / (df + delta)
@@ -301,8 +303,9 @@ def _t_base(loc, tril, df) -> MultivariateStudentTBase:
 def fit_student_t(z: np.ndarray, seed: int, weight: np.ndarray | None = None) -> MultivariateStudentTBase:
     """The maximum-likelihood multivariate Student-t of the rows ``z`` (row weights optional).
 
-    For each ``df`` of ``_T_DF_GRID``, location and scale by EM from the
-    mean and covariance; the ``df`` with the highest likelihood wins.  With
+    For each ``df`` of ``_T_DF_GRID`` (from 100 down to 1), location and
+    scale by EM, started from the mean and covariance and then from the
+    previous ``df``'s fit; the ``df`` with the highest likelihood wins.  With
     few parameters (one ellipsoid and its tail weight) the training rows'
     likelihood is a sound criterion.  In ``base="auto"`` it is the stack's
     heavy-tailed component: where the data have heavy tails it carries the
@@ -312,9 +315,10 @@ def fit_student_t(z: np.ndarray, seed: int, weight: np.ndarray | None = None) ->
     w = weight / weight.sum()
     mean = w @ z
     cov = (w[:, None] * (z - mean)).T @ (z - mean)
-    best = None
-    for df in _T_DF_GRID:
-        loc, tril, log_lik = _student_t_em(z, weight, df, mean, cov)
+    best, loc, scale = None, mean, cov
+    for df in _T_DF_GRID:  # from light to heavy tails, each EM starting where the last ended
+        loc, tril, log_lik = _student_t_em(z, weight, df, loc, scale)
+        scale = tril @ tril.T
         if np.isfinite(log_lik) and (best is None or log_lik > best[2]):
             best = (loc, tril, log_lik, df)
     if best is None:  # pragma: no cover - every df failed (non-finite rows are rejected earlier)
