@@ -50,7 +50,7 @@ extensions = [
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build", "_api_*.rst", "benchmark_results.rst", "anomaly_results.rst", "ferumal_results.rst", "quality_results.rst",
-    "transformer_results.rst",
+    "transformer_results.rst", "speed_results.rst",
     "scripts", "sphinxext", "Thumbs.db", ".DS_Store",
 ]
 root_doc = "index"
