@@ -67,6 +67,9 @@ _FULL_ROWS_PER_DIMENSION = 2
 _CV_FOLDS = 5
 _MIN_CV_ROWS = 20
 _CV_PATIENCE = 2
+# ... and beyond _MAX_COMPONENTS these sizes, as a cross-validated GaussianMixture search would try
+# them (a ring of 16 Gaussians needs 16).
+_CV_LARGER_SIZES = (12, 16, 24, 32)
 # cv_kernel_density: only where scoring a row costs at most this many rows x dimensions^2 (a kernel
 # density keeps every training row; it competes in a few dimensions, not in many), with the bandwidth
 # (standardised units) chosen from _BANDWIDTHS by cross-validation.
@@ -105,11 +108,12 @@ def _single_threaded(function):
     return wrapper
 
 
-def _component_grid(n_rows: int, n_components) -> list[int]:
+def _component_grid(n_rows: int, n_components, larger: tuple[int, ...] = ()) -> list[int]:
+    """Sizes 1 to ``_MAX_COMPONENTS``, then ``larger`` ones, each with ``_ROWS_PER_COMPONENT`` rows."""
     if n_components != "auto":
         return [int(min(n_components, n_rows))]
-    top = max(1, min(_MAX_COMPONENTS, n_rows // _ROWS_PER_COMPONENT))
-    return list(range(1, top + 1))
+    top = max(1, n_rows // _ROWS_PER_COMPONENT)
+    return [k for k in (*range(1, _MAX_COMPONENTS + 1), *larger) if k <= top] or [1]
 
 
 def _full_covariances(gmm: GaussianMixture, d: int) -> np.ndarray:
@@ -211,7 +215,7 @@ def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> Gauss
     best, best_score = None, -np.inf
     for covariance_type in _COVARIANCE_TYPES if d > 1 else ("full",):
         type_best, misses = -np.inf, 0
-        for k in _component_grid(n_fold, n_components):
+        for k in _component_grid(n_fold, n_components, _CV_LARGER_SIZES):
             if covariance_type == "full" and d > 1 and n_fold < k * _FULL_ROWS_PER_DIMENSION * (d + 1):
                 break
             candidate = clone(estimator).set_params(n_components=k, covariance_type=covariance_type)

@@ -131,3 +131,14 @@ def test_auto_stack_gives_heavy_tailed_rows_a_heavy_tailed_component():
         t_log_density = model._stack[t_index - 1].log_prob(torch.tensor(far)).numpy()
     assert np.all(model.score_samples(far) >= np.log(model.stack_weights_[t_index]) + t_log_density - 1e-9)
     assert np.all(model.score_samples(far) > -60.0)
+
+
+def test_cv_mixture_tries_as_many_components_as_a_cross_validated_search():
+    # A ring of 16 separated Gaussians: more modes than the flows' start may use (10).
+    rng = np.random.RandomState(0)
+    angles = 2 * np.pi * rng.randint(16, size=1600) / 16
+    z = np.c_[np.cos(angles), np.sin(angles)] * 4 + 0.15 * rng.randn(1600, 2)
+    gmm = cv_mixture(z, "auto", seed=0)
+    assert gmm.n_components == 16
+    # An explicit size is kept.
+    assert cv_mixture(z[:200], 3, seed=0).n_components == 3
