@@ -65,7 +65,7 @@ FITTED_STATE = (
 STACK_PRIOR = 1.0
 # ... except the Student-t, which gets a tenth of a pseudo-row: it is insurance for rows far out in heavy
 # tails, where even a weight of 1e-3 lifts a light-tailed stack's log-density from hundreds of nats below
-# the bulk to a few; elsewhere each unit of its weight costs about as much per row.  Measured on the 19 rows
+# the bulk to a few; elsewhere a weight w costs about w nats per row.  Measured on the 19 rows
 # of the quality benchmark with a prior of 1: catastrophic rows (d) 7 -> 0, but on the Gaussian-mixture rows
 # the weight floor of 1 / (n_validation + 5) cost 0.01-0.05 nats per row ((c) 10 -> 14).
 STUDENT_T_PRIOR = 0.1

@@ -87,7 +87,8 @@ class Coupling(Transform):
 
     def _couple(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         step = self.map.inverse if inverse else self.map.forward
-        transformed, conditioning = self._slices
+        # (A coupling unpickled from before the slices existed gathers as it did then.)
+        transformed, conditioning = getattr(self, "_slices", (None, None))
         if transformed is None or conditioning is None:
             y_t, ladj = step(x[:, self.transformed], self._params(x[:, self.conditioning]))
             return x.index_copy(1, self.transformed, y_t), ladj.sum(dim=-1)
