@@ -263,7 +263,10 @@ def _student_t_em(z, weight, df, loc, scale):
     reweighted mean and covariance, each row weighted by
     ``(df + d) / (df + delta)`` (``delta`` its squared Mahalanobis distance;
     Liu & Rubin, Statistica Sinica 1995).  Returns ``(loc, scale_tril,
-    mean log-likelihood)``; the likelihood never decreases.
+    mean log-likelihood)``, where ``scale_tril`` is the Cholesky factor of
+    the scale plus the ridge ``_REG_COVAR`` (every M-step recomputes the
+    scale from the rows, so a start that carries the ridge does not
+    accumulate it).
     """
     n, d = z.shape
     w = weight / weight.sum()
