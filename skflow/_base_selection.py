@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import warnings
 
 import numpy as np
@@ -42,6 +41,7 @@ from .engine.bases import (
     MultivariateStudentTBase,
     StandardNormal,
     StudentTBase,
+    multivariate_t_log_norm,
 )
 from .engine.runtime import INFER_DTYPE
 
@@ -113,7 +113,7 @@ def _component_grid(n_rows: int, n_components, larger: tuple[int, ...] = ()) -> 
     if n_components != "auto":
         return [int(min(n_components, n_rows))]
     top = max(1, n_rows // _ROWS_PER_COMPONENT)
-    return [k for k in (*range(1, _MAX_COMPONENTS + 1), *larger) if k <= top] or [1]
+    return [k for k in (*range(1, _MAX_COMPONENTS + 1), *larger) if k <= top]
 
 
 def _full_covariances(gmm: GaussianMixture, d: int) -> np.ndarray:
@@ -195,10 +195,14 @@ def refit_mixture(
         return refit.fit(_resample(z, weight, seed))
 
 
+def _tensor(array) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array), dtype=INFER_DTYPE)
+
+
 def mixture_base(gmm: GaussianMixture) -> GaussianMixtureBase:
     """The engine's (full-covariance) mixture with the parameters of ``gmm``."""
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=INFER_DTYPE)  # noqa: E731
-    return GaussianMixtureBase(t(gmm.weights_), t(gmm.means_), t(_full_covariances(gmm, gmm.means_.shape[1])))
+    covariances = _full_covariances(gmm, gmm.means_.shape[1])
+    return GaussianMixtureBase(_tensor(gmm.weights_), _tensor(gmm.means_), _tensor(covariances))
 
 
 def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> GaussianMixture:
@@ -287,10 +291,9 @@ def _student_t_em(z, weight, df, loc, scale):
 
 
 def _t_log_density(delta, tril, df, d):
-    return (
-        math.lgamma(0.5 * (df + d)) - math.lgamma(0.5 * df) - 0.5 * d * math.log(df * math.pi)
-        - np.log(np.diag(tril)).sum() - 0.5 * (df + d) * np.log1p(delta / df)
-    )
+    """:meth:`MultivariateStudentTBase.log_prob` from squared Mahalanobis distances ``delta`` (numpy)."""
+    norm = multivariate_t_log_norm(df, d) - np.log(np.diag(tril)).sum()
+    return norm - 0.5 * (df + d) * np.log1p(delta / df)
 
 
 def _t_rows(z, weight, seed):
@@ -299,11 +302,6 @@ def _t_rows(z, weight, seed):
         rows = np.random.RandomState(seed).choice(z.shape[0], _T_MAX_ROWS, replace=False)
         z, weight = z[rows], weight[rows]
     return z, weight
-
-
-def _t_base(loc, tril, df) -> MultivariateStudentTBase:
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=INFER_DTYPE)  # noqa: E731
-    return MultivariateStudentTBase(t(loc), t(tril), df)
 
 
 @_single_threaded
@@ -326,11 +324,9 @@ def fit_student_t(z: np.ndarray, seed: int, weight: np.ndarray | None = None) ->
     for df in _T_DF_GRID:  # from light to heavy tails, each EM starting where the last ended
         loc, tril, log_lik = _student_t_em(z, weight, df, loc, scale)
         scale = tril @ tril.T
-        if np.isfinite(log_lik) and (best is None or log_lik > best[2]):
+        if best is None or log_lik > best[2]:
             best = (loc, tril, log_lik, df)
-    if best is None:  # pragma: no cover - every df failed (non-finite rows are rejected earlier)
-        return _t_base(mean, np.linalg.cholesky(cov + _REG_COVAR * np.eye(z.shape[1])), _T_DF_GRID[-1])
-    return _t_base(best[0], best[1], best[3])
+    return MultivariateStudentTBase(_tensor(best[0]), _tensor(best[1]), best[3])
 
 
 @_single_threaded
@@ -341,7 +337,7 @@ def refit_student_t(
     z, weight = _t_rows(z, weight, seed)
     tril = base.scale_tril.numpy()
     loc, tril, _ = _student_t_em(z, weight, base.df, base.loc.numpy(), tril @ tril.T)
-    return _t_base(loc, tril, base.df)
+    return MultivariateStudentTBase(_tensor(loc), _tensor(tril), base.df)
 
 
 def _resample(z: np.ndarray, weight: np.ndarray | None, seed: int) -> np.ndarray:

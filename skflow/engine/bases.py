@@ -44,6 +44,7 @@ __all__ = [
     "MultivariateStudentTBase",
     "StandardNormal",
     "StudentTBase",
+    "multivariate_t_log_norm",
     "standard_normal_log_prob",
 ]
 
@@ -254,6 +255,11 @@ class KernelDensityBase(Base):
         return f"features={self.features}, n_points={self.points.shape[0]}, bandwidth={self.bandwidth:.4g}"
 
 
+def multivariate_t_log_norm(df: float, d: int) -> float:
+    """``log G((df + d) / 2) - log G(df / 2) - (d / 2) log(df pi)``: the t density's constant at ``L = I``."""
+    return math.lgamma(0.5 * (df + d)) - math.lgamma(0.5 * df) - 0.5 * d * math.log(df * math.pi)
+
+
 class MultivariateStudentTBase(Base):
     """Multivariate Student-t: ``t_nu(z; loc, L L^T)``, one heavy-tailed ellipsoid.
 
@@ -300,9 +306,7 @@ class MultivariateStudentTBase(Base):
         d, df = self.features, self.df
         tril = self.scale_tril.to(z.dtype)
         white = torch.linalg.solve_triangular(tril, (z - self.loc.to(z.dtype)).T, upper=False)
-        norm = (
-            math.lgamma(0.5 * (df + d)) - math.lgamma(0.5 * df) - 0.5 * d * math.log(df * math.pi)
-        ) - torch.log(torch.diagonal(tril)).sum()
+        norm = multivariate_t_log_norm(df, d) - torch.log(torch.diagonal(tril)).sum()
         return norm - 0.5 * (df + d) * torch.log1p(white.square().sum(dim=0) / df)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
