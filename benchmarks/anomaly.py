@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.anomaly --quick                 # 8 small sets, both protocols, 1 split seed
     python -m benchmarks.anomaly --jobs 1                # all 20 sets, both protocols, 5 split seeds
     python -m benchmarks.anomaly --sets cardio,wine --protocols semi --seeds 0,1
-    python -m benchmarks.anomaly --methods IF,KNN,DOD --detector-params trim_fraction=0.1
+    python -m benchmarks.anomaly --methods IF,KNN,DOD --detector-params trim_fraction=0
     python -m benchmarks.anomaly --docs                  # also write docs/anomaly_results.rst
     python -m benchmarks.anomaly --resume               # finish an interrupted run (results saved per cell)
     python -m benchmarks.anomaly --from-json benchmarks/results/anomaly.json --docs
@@ -289,7 +289,7 @@ def main(argv=None) -> int:
     parser.add_argument("--protocols", default="all,semi", help="comma-separated subset of: all, semi")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="split seeds of the semi protocol")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"from {', '.join(METHODS)}")
-    parser.add_argument("--detector-params", help="e.g. trim_fraction=0.1,n_estimators=3")
+    parser.add_argument("--detector-params", help="e.g. trim_fraction=0,n_estimators=3")
     parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel (joblib processes)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--tag", default="anomaly", help="stem of the result files")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, _fit_context, clone
+from sklearn.ensemble import IsolationForest
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, has_fit_parameter, validate_data
@@ -116,6 +117,18 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
        clones on 512 rows rank anomalies better than one on 2048 rows.  It
        also bounds the cost on large data sets: every row is scored, but no
        clone sees more than ``max_samples`` rows.
+    5. **Robust members**: the anomalies a detector is meant to find are in
+       its training rows too, and where they form a cluster a flexible
+       density learns it as a mode and scores them as typical.  Every
+       second clone is therefore fitted without the ``trim_fraction`` of
+       rows that an isolation forest isolates fastest (a cluster of
+       anomalies is isolated early on its subsamples); the others see all
+       rows, so the tails of clean data keep their density.  On the 20
+       ODDS sets (split seed 0), the default against no trimming: fit on all
+       rows, mean ROC-AUC 0.849 vs 0.841 and average precision 0.507 vs
+       0.432 (pendigits 0.79 -> 0.96, musk AP 0.72 -> 1.00); fit on clean
+       rows, 0.906 vs 0.908 and 0.722 vs 0.740.  Trimming every member
+       instead: 0.844 / 0.508 and 0.904 / 0.689 (the clean tails are lost).
 
     Read more in the :ref:`User Guide <user_guide>`.
 
@@ -154,18 +167,12 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         :class:`~sklearn.neighbors.KernelDensity` with a small bandwidth, can
         rank better without it: there the noise only blurs each row's
         match with itself.
-    trim_fraction : float in [0, 0.5), default=0.0
-        After fitting the ensemble, drop this fraction of the training rows
-        with the lowest scores and fit the ensemble again on the rest (twice
-        the fit time).  The anomalies a detector is meant to find are
-        in its training set too, and a flexible density puts mass on them;
-        trimming helps only where they are sparse, not where they form a
-        cluster denser than the inliers' tails.  Off by default: with 10%
-        (3 flows, 5 ODDS sets, fit on all rows) letter rose from 0.871 to
-        0.885 ROC-AUC, cardio was unchanged (0.723 / 0.716), and wine fell
-        from 0.672 to 0.431: where the first fit already ranks the
-        anomalies as typical, trimming removes inliers from the tails and
-        the refit ranks them lower still.
+    trim_fraction : float in [0, 0.5), default=0.1
+        Every second member (the 2nd, 4th, ...) draws its subsample from
+        the training rows outside the ``trim_fraction`` that an
+        :class:`~sklearn.ensemble.IsolationForest` (scikit-learn's defaults,
+        on the preprocessed rows) isolates fastest (step 5 above); ``0``
+        fits every member on all rows.
     n_jobs : int, default=None
         Number of ensemble members fitted (and scored) in parallel with
         joblib; ``None`` means 1 unless in a
@@ -224,8 +231,10 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
     feature that was constant during training are ignored.
 
     A density ranks a compact cluster of anomalies as typical when the
-    cluster is denser than the inliers: no preprocessing changes that, and
-    an isolation forest may then do better.  Exact duplicates in
+    cluster is denser than the inliers.  The robust members (step 5) help
+    only where the isolation forest isolates the cluster early; where it
+    does not (on the ODDS wine and cardio sets), an isolation forest alone
+    may do better.  Exact duplicates in
     *continuous* columns (more than ``n_samples / 2`` distinct values) are
     not dequantised, so a value repeated many times there (a stuck sensor)
     can still attract a collapsing estimator.
@@ -242,7 +251,8 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
     References
     ----------
     .. [1] F. T. Liu, K. M. Ting, Z.-H. Zhou, "Isolation Forest", ICDM 2008
-       (the conventions, and subsampled ensembles).
+       (the conventions, subsampled ensembles, and the rows the robust
+       members leave out).
     .. [2] B. Uria, I. Murray, H. Larochelle, "RNADE: The real-valued neural
        autoregressive density-estimator", NeurIPS 2013, arXiv:1306.0186
        (uniform dequantisation).
@@ -285,7 +295,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         contamination="auto",
         n_estimators=5,
         max_samples="auto",
-        trim_fraction=0.0,
+        trim_fraction=0.1,
         dequantize=True,
         n_jobs=None,
         random_state=None,
@@ -356,17 +366,14 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
             max_samples = min(n, self.max_samples)
         else:
             max_samples = max(2, int(self.max_samples * n))
-        estimators = self._fit_ensemble(base, preprocessor, Z, w, np.arange(n), max_samples, rng)
-        if self.trim_fraction > 0:
-            # Refit without the rows the first ensemble found least likely:
-            # anomalies in the training set otherwise pull density onto
-            # themselves and score as typical.
-            scores = self._finite(self._mean_log_density(Z, estimators))
-            cut = _quantile(scores[:, None], self.trim_fraction, w)[0]
-            kept = np.flatnonzero(scores > cut)
-            estimators = self._fit_ensemble(
-                base, preprocessor, Z, w, kept, min(max_samples, kept.size), rng
-            )
+        every = np.arange(n)
+        # Every second member does not see the rows an isolation forest
+        # isolates fastest: the anomalies in the training set, dense enough
+        # to be learnt as a mode, are mostly among them.
+        subsets = [every]
+        if self.trim_fraction > 0 and self.n_estimators > 1:
+            subsets.append(self._typical_rows(Z, w, rng))
+        estimators = self._fit_ensemble(base, preprocessor, Z, w, subsets, max_samples, rng)
 
         self.preprocessor_ = preprocessor
         self.support_ = preprocessor.support_
@@ -392,14 +399,24 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         finite = np.isfinite(scores)
         return np.where(finite, scores, scores[finite].min() if finite.any() else 0.0)
 
-    def _fit_ensemble(self, base, preprocessor, Z, w, candidates, max_samples, rng):
-        """Fit ``n_estimators`` clones, each on ``max_samples`` of the ``candidates`` rows.
+    def _typical_rows(self, Z, w, rng):
+        """Indices of the rows outside the ``trim_fraction`` an isolation forest isolates fastest."""
+        forest = IsolationForest(random_state=rng.randint(np.iinfo(np.int32).max), n_jobs=self.n_jobs)
+        scores = forest.fit(Z, sample_weight=w).score_samples(Z)
+        cut = _quantile(scores[:, None], self.trim_fraction, w)[0]
+        kept = np.flatnonzero(scores > cut)
+        # Ties at the cut (repeated rows) could leave too few rows to fit.
+        return kept if kept.size >= 2 else np.arange(Z.shape[0])
+
+    def _fit_ensemble(self, base, preprocessor, Z, w, subsets, max_samples, rng):
+        """Fit ``n_estimators`` clones; member ``i`` draws ``max_samples`` rows of ``subsets[i % len(subsets)]``.
 
         Subsamples, noise and seeds are drawn here, in order, so the result
         does not depend on ``n_jobs``.
         """
         jobs = []
-        for _ in range(self.n_estimators):
+        for i in range(self.n_estimators):
+            candidates = subsets[i % len(subsets)]
             if max_samples >= candidates.size:
                 rows_i = candidates
             else:
@@ -413,11 +430,10 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
     def _preprocessed(self, X):
         return self.preprocessor_._standardised(X)
 
-    def _mean_log_density(self, Z, estimators=None):
-        estimators = self.estimators_ if estimators is None else estimators
-        parallel = effective_n_jobs(self.n_jobs) > 1 and len(estimators) > 1
+    def _mean_log_density(self, Z):
+        parallel = effective_n_jobs(self.n_jobs) > 1 and len(self.estimators_) > 1
         scores = Parallel(n_jobs=self.n_jobs)(
-            delayed(_score_member)(estimator, Z, parallel) for estimator in estimators
+            delayed(_score_member)(estimator, Z, parallel) for estimator in self.estimators_
         )
         return np.mean(scores, axis=0)
 

@@ -116,8 +116,10 @@ def test_grid_search_with_a_supervised_scorer(data):
     # decision_function (higher = more normal) with the greater label (+1,
     # inlier) as positive, so the labels must be mapped this way.
     y_sk = np.where(y == 1, -1, 1)
+    # Without the robust members: with them, both bandwidths rank the
+    # planted outliers perfectly (a tie), and the search has nothing to find.
     search = GridSearchCV(
-        kde_detector(),
+        kde_detector(trim_fraction=0.0),
         {"estimator__bandwidth": [0.01, 0.5]},
         scoring="roc_auc",
         cv=StratifiedKFold(3, shuffle=True, random_state=0),
@@ -196,21 +198,34 @@ def binary_codes_with_a_rare_group(rng, n_inliers=300, n_outliers=10, n_features
 def test_dequantisation_stops_a_collapse_onto_tied_values(rng):
     X, y = binary_codes_with_a_rare_group(rng)
     gmm = GaussianMixture(n_components=3, reg_covar=1e-6)
-    naive = DensityOutlierDetector(gmm, dequantize=False, random_state=0).fit(X)
-    guarded = DensityOutlierDetector(gmm, random_state=0).fit(X)
+    # Dequantisation alone, without the robust members (trim_fraction=0).
+    naive = DensityOutlierDetector(gmm, dequantize=False, trim_fraction=0.0, random_state=0).fit(X)
+    guarded = DensityOutlierDetector(gmm, trim_fraction=0.0, random_state=0).fit(X)
     # Without noise a component collapses onto the outliers' tied values:
     # they become the most typical rows.
     assert roc_auc_score(y, -naive.score_samples(X)) < 0.2
     assert roc_auc_score(y, -guarded.score_samples(X)) > 0.95
+    # The robust members never see the rows collapsed onto (an isolation
+    # forest isolates the rare code first): the ranking holds without noise.
+    robust = DensityOutlierDetector(gmm, dequantize=False, random_state=0).fit(X)
+    assert roc_auc_score(y, -robust.score_samples(X)) > 0.95
 
 
 def test_sample_weight(rng):
     X = rng.normal(size=(60, 2))
     w = rng.randint(0, 3, size=60)
-    det = DensityOutlierDetector(KernelDensity(), contamination=0.1, dequantize=False)
+    # Without the isolation forest (it subsamples rows, so weights are not
+    # repetitions there), weights act as repeated rows everywhere.
+    det = DensityOutlierDetector(KernelDensity(), contamination=0.1, dequantize=False, trim_fraction=0.0)
     weighted = clone(det).fit(X, sample_weight=w)
     repeated = clone(det).fit(np.repeat(X, w, axis=0))
     np.testing.assert_allclose(weighted.decision_function(X), repeated.decision_function(X))
+    # Rows of zero weight are ignored, by the isolation forest too.
+    det = DensityOutlierDetector(KernelDensity(), random_state=0)
+    np.testing.assert_array_equal(
+        clone(det).fit(X, sample_weight=w).score_samples(X),
+        clone(det).fit(X[w > 0], sample_weight=w[w > 0]).score_samples(X),
+    )
     with pytest.raises(ValueError, match="sample_weight"):
         DensityOutlierDetector(GaussianMixture()).fit(X, sample_weight=w)
 
@@ -221,8 +236,10 @@ def test_on_real_categorical_data(shared_data):
     data = np.load(shared_data / "anomaly" / "lympho.npz")
     X, y = data["X"], data["y"]
     gmm = GaussianMixture(n_components=3, reg_covar=1e-6)
-    auc = roc_auc_score(y, -DensityOutlierDetector(gmm, random_state=0).fit(X).score_samples(X))
-    naive = DensityOutlierDetector(gmm, dequantize=False, random_state=0).fit(X).score_samples(X)
+    # Dequantisation alone, without the robust members (trim_fraction=0).
+    det = DensityOutlierDetector(gmm, trim_fraction=0.0, random_state=0)
+    auc = roc_auc_score(y, -clone(det).fit(X).score_samples(X))
+    naive = clone(det).set_params(dequantize=False).fit(X).score_samples(X)
     assert auc > 0.85
     assert roc_auc_score(y, -naive) < 0.5
 
@@ -282,16 +299,31 @@ def test_parallel_members_run_on_one_thread_and_restore_it(rng):
         torch.set_num_threads(THREADS_BEFORE)
 
 
-def test_trimming_refits_without_the_least_likely_rows(data):
+def test_every_second_member_leaves_out_the_rows_isolated_first(data):
     X, y = data
-    # A narrow kernel gives each training row a bump of its own: the planted
-    # outliers, left in the training set, score higher than they should.
-    plain = kde_detector(n_estimators=1).fit(X)
-    trimmed = kde_detector(n_estimators=1, trim_fraction=0.05).fit(X)
-    assert trimmed.estimator_.tree_.data.shape[0] == X.shape[0] - int(np.ceil(0.05 * X.shape[0]))
-    assert np.all(trimmed.score_samples(X)[y == 1] < plain.score_samples(X)[y == 1])
-    inliers = np.abs(trimmed.score_samples(X)[y == 0] - plain.score_samples(X)[y == 0])
-    assert np.median(inliers) < 0.1
+    det = kde_detector(n_estimators=3, trim_fraction=0.1).fit(X)
+    Z = det._preprocessed(X)
+    # A KDE holds its training rows: members 0 and 2 hold all rows, member 1
+    # the 90% an isolation forest isolates last, none of the planted outliers.
+    sizes = [est.tree_.data.shape[0] for est in det.estimators_]
+    assert sizes[0] == sizes[2] == X.shape[0]
+    assert sizes[1] == X.shape[0] - int(np.ceil(0.1 * X.shape[0]))
+    held = {tuple(row) for row in np.asarray(det.estimators_[1].tree_.data)}
+    assert not any(tuple(row) in held for row in Z[y == 1])
+    # Only the members that saw every row with trim_fraction=0 (or one member).
+    for plain in (kde_detector(n_estimators=3, trim_fraction=0.0), kde_detector(n_estimators=1)):
+        assert all(est.tree_.data.shape[0] == X.shape[0] for est in plain.fit(X).estimators_)
+
+
+def test_robust_members_unmask_a_cluster_of_anomalies(rng):
+    # Ten near-identical rows far from the inliers (a repeated faulty
+    # reading): a KDE fitted to all rows gives them a mode of their own.
+    X = np.vstack([rng.normal(size=(300, 2)), [6.0, 6.0] + 0.01 * rng.normal(size=(10, 2))])
+    y = np.r_[np.zeros(300, int), np.ones(10, int)]
+    plain = roc_auc_score(y, -kde_detector(n_estimators=2, trim_fraction=0.0).fit(X).score_samples(X))
+    robust = roc_auc_score(y, -kde_detector(n_estimators=2).fit(X).score_samples(X))
+    assert plain < 0.9
+    assert robust == 1.0
 
 
 @parametrize_with_checks([_TabularPreprocessor()])
