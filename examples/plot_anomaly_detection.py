@@ -142,7 +142,7 @@ for det in (detectors["DensityOutlierDetector"], plain.fit(X)):
 
 # %%
 # Without the robust member the cluster sits just below the threshold, at
-# the level of the inliers' tails; with it, far below.  Where the forest
+# the level of the inliers' tails; with it, well below.  Where the forest
 # does not isolate a cluster early (a larger or less tight one), the
 # robust members do not see through it either: if you know that anomalies
 # repeat, remove duplicates before fitting.

@@ -310,7 +310,7 @@ def test_every_second_member_leaves_out_the_rows_isolated_first(data):
     assert sizes[1] == X.shape[0] - int(np.ceil(0.1 * X.shape[0]))
     held = {tuple(row) for row in np.asarray(det.estimators_[1].tree_.data)}
     assert not any(tuple(row) in held for row in Z[y == 1])
-    # Only the members that saw every row with trim_fraction=0 (or one member).
+    # With trim_fraction=0, or with a single member, every member holds all rows.
     for plain in (kde_detector(n_estimators=3, trim_fraction=0.0), kde_detector(n_estimators=1)):
         assert all(est.tree_.data.shape[0] == X.shape[0] for est in plain.fit(X).estimators_)
 
