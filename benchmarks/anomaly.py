@@ -9,6 +9,7 @@ Usage (from the repository root)::
     python -m benchmarks.anomaly --docs                  # also write docs/anomaly_results.rst
     python -m benchmarks.anomaly --resume               # finish an interrupted run (results saved per cell)
     python -m benchmarks.anomaly --from-json benchmarks/results/anomaly.json --docs
+    python -m benchmarks.anomaly --methods DOD --members benchmarks/results/members/robust   # per-member scores
 
 Protocols
 ---------
@@ -104,12 +105,18 @@ def split(y: np.ndarray, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarr
     return train, np.setdiff1d(np.arange(y.size), train)
 
 
-def normality(method, X_train, X_test, same_rows, detector_params) -> np.ndarray:
-    """Scores of ``X_test`` (higher = more normal) after fitting on ``X_train``."""
+def normality(method, X_train, X_test, same_rows, detector_params, members=None) -> np.ndarray:
+    """Scores of ``X_test`` (higher = more normal) after fitting on ``X_train``.
+
+    For a detector, ``members`` (a list) receives each member's scores.
+    """
     if method in DETECTORS:
         name = DETECTORS[method]
         estimator = None if name is None else getattr(skflow, name)()
         det = DensityOutlierDetector(estimator, random_state=0, **detector_params).fit(X_train)
+        if members is not None:
+            Z = det.preprocessor_.transform(X_test)
+            members.extend(est.score_samples(Z) for est in det.estimators_)
         return det.score_samples(X_test)
     pre = _TabularPreprocessor(dequantize=False).fit(X_train)
     Z_train, Z_test = pre.transform(X_train), pre.transform(X_test)
@@ -133,21 +140,30 @@ def evaluate(y: np.ndarray, normal: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(y, anomaly)), float(average_precision_score(y, anomaly))
 
 
-def run_cell(name, protocol, seed, method, detector_params) -> dict:
-    """One fit and score: a set, a protocol, a split seed and a method."""
+def run_cell(name, protocol, seed, method, detector_params, members_dir=None) -> dict:
+    """One fit and score: a set, a protocol, a split seed and a method.
+
+    With ``members_dir``, a detector's per-member scores and the labels are
+    saved there as ``<method>__<set>__<protocol><seed>.npz`` (see
+    ``benchmarks/anomaly_combine.py``).
+    """
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     X, y = load_anomaly(name)
     train, test = split(y, protocol, seed)
+    members = [] if members_dir is not None and method in DETECTORS else None
     tic = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scores = normality(method, X[train], X[test], protocol == "all", detector_params)
+        scores = normality(method, X[train], X[test], protocol == "all", detector_params, members)
+    if members is not None:
+        np.savez(Path(members_dir) / f"{method}__{name}__{protocol}{seed}.npz", member=np.array(members), y=y[test])
     auc, ap = evaluate(y[test], scores)
     return dict(set=name, protocol=protocol, seed=seed, method=method, roc_auc=auc, ap=ap,
                 seconds=time.perf_counter() - tic)  # fmt: skip
 
 
-def run(sets, protocols, seeds, methods, detector_params, n_jobs=1, done=(), save=None, log=print):
+def run(sets, protocols, seeds, methods, detector_params, n_jobs=1, done=(), save=None, log=print,
+        members_dir=None):
     """Run every cell not in ``done`` (an earlier run's cells); ``save(cells)`` after each one."""
     have = {(c["set"], c["protocol"], c["seed"], c["method"]) for c in done}
     cells = [
@@ -162,7 +178,7 @@ def run(sets, protocols, seeds, methods, detector_params, n_jobs=1, done=(), sav
     cells.sort(key=lambda c: c[3] not in DETECTORS)
     out = list(done)
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(run_cell)(*cell, detector_params) for cell in cells
+        delayed(run_cell)(*cell, detector_params, members_dir) for cell in cells
     )
     for r in results:
         out.append(r)
@@ -296,6 +312,8 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", action="store_true", help="also write docs/anomaly_results.rst")
     parser.add_argument("--resume", action="store_true", help="keep the cells already in <out>/<tag>.json")
     parser.add_argument("--from-json", type=Path, metavar="PATH", help="only rewrite the tables from a json")
+    parser.add_argument("--members", type=Path, metavar="DIR",
+                        help="also save each detector member's scores in DIR (for benchmarks.anomaly_combine)")
     args = parser.parse_args(argv)
     docs = REPO / "docs" / "anomaly_results.rst"
     if args.from_json:
@@ -342,7 +360,10 @@ def main(argv=None) -> int:
         meta["wall_seconds"] = earlier + time.perf_counter() - tic
         path.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1))
 
-    cells = run(sets, protocols, seeds, methods, params, n_jobs=args.jobs, done=done, save=save)
+    if args.members is not None:
+        args.members.mkdir(parents=True, exist_ok=True)
+    cells = run(sets, protocols, seeds, methods, params, n_jobs=args.jobs, done=done, save=save,
+                members_dir=args.members)
     save(cells)
     report = markdown(cells, methods)
     print()
