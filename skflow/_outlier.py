@@ -406,7 +406,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         scores = forest.fit(Z, sample_weight=w).score_samples(Z)
         cut = _quantile(scores[:, None], self.trim_fraction, w)[0]
         kept = np.flatnonzero(scores > cut)
-        # Ties at the cut (repeated rows) could leave too few rows to fit.
+        # A handful of rows, or ties at the cut (repeated rows), can leave fewer than two.
         return kept if kept.size >= 2 else np.arange(Z.shape[0])
 
     def _fit_ensemble(self, base, preprocessor, Z, w, subsets, max_samples, rng):

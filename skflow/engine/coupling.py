@@ -77,9 +77,17 @@ class Coupling(Transform):
         self.register_buffer("conditioning", torch.nonzero(~mask).flatten())
         self.conditioner = conditioner
         self.map = elementwise_map
+        self._set_slices()
+
+    def _set_slices(self) -> None:
         # Alternating (or half/half) masks are strided slices: views instead of
         # gathers, and one slice write instead of ``index_copy``.
         self._slices = _as_slice(self.transformed), _as_slice(self.conditioning)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "_slices" not in self.__dict__:  # pickled before the slices existed
+            self._set_slices()
 
     def _params(self, x_cond: Tensor) -> Tensor:
         out = self.conditioner(soft_clamp(x_cond, self.input_bound))
@@ -87,8 +95,7 @@ class Coupling(Transform):
 
     def _couple(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         step = self.map.inverse if inverse else self.map.forward
-        # (A coupling unpickled from before the slices existed gathers as it did then.)
-        transformed, conditioning = getattr(self, "_slices", (None, None))
+        transformed, conditioning = self._slices
         if transformed is None or conditioning is None:
             y_t, ladj = step(x[:, self.transformed], self._params(x[:, self.conditioning]))
             return x.index_copy(1, self.transformed, y_t), ladj.sum(dim=-1)
