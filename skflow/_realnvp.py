@@ -8,6 +8,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from .base import BaseFlowDensity
+from .engine.conditioners import ACTIVATIONS
 from .engine.flows import real_nvp_flow
 from .engine.transforms import MIXINGS, Transform
 
@@ -62,6 +63,8 @@ class RealNVPDensity(BaseFlowDensity):
         with the flows (there also 12, 16, 24 or 32 components).
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner MLP.
+    activation : {"relu", "gelu", "silu", "tanh"}, default="gelu"
+        Activation of the conditioners' hidden layers.
     mixing : {"alternate", "reverse", "random", "lu"}, default="lu"
         How features are mixed between couplings: only alternating masks, a
         reversal, a seeded random permutation before every pair of
@@ -182,6 +185,7 @@ class RealNVPDensity(BaseFlowDensity):
     _parameter_constraints: dict = {
         **BaseFlowDensity._parameter_constraints,
         "hidden_dims": [tuple],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "mixing": [StrOptions(set(MIXINGS))],
     }
 
@@ -192,6 +196,7 @@ class RealNVPDensity(BaseFlowDensity):
         base="auto",
         n_components="auto",
         hidden_dims=(64, 64),
+        activation="gelu",
         mixing="lu",
         max_iter=500,
         batch_size="auto",
@@ -226,6 +231,7 @@ class RealNVPDensity(BaseFlowDensity):
             inference_dtype=inference_dtype,
         )
         self.hidden_dims = hidden_dims
+        self.activation = activation
         self.mixing = mixing
 
     def _build_transforms(self, n_features: int, generator: torch.Generator) -> list[Transform]:
@@ -235,6 +241,7 @@ class RealNVPDensity(BaseFlowDensity):
             n_features,
             n_layers=self.n_layers,
             hidden_dims=self.hidden_dims,
+            activation=self.activation,
             mixing=self.mixing,
             generator=generator,
         )

@@ -8,6 +8,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .base import BaseFlowDensity
+from .engine.conditioners import ACTIVATIONS
 from .engine.flows import neural_spline_flow
 from .engine.splines import MIN_BIN_HEIGHT, MIN_BIN_WIDTH
 from .engine.transforms import MIXINGS, Transform
@@ -81,6 +82,8 @@ class SplineFlowDensity(BaseFlowDensity):
         Outside it every spline is the identity.
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner network.
+    activation : {"relu", "gelu", "silu", "tanh"}, default="gelu"
+        Activation of the conditioner networks' hidden layers.
     architecture : {"coupling", "autoregressive"}, default="coupling"
         How the spline parameters are conditioned (see above).
     mixing : {"lu", "alternate", "reverse", "random"}, default="lu"
@@ -211,6 +214,7 @@ class SplineFlowDensity(BaseFlowDensity):
         "n_bins": [Interval(Integral, 2, _MAX_BINS, closed="both")],
         "tail_bound": [Interval(Real, 0, None, closed="neither")],
         "hidden_dims": [tuple],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "architecture": [StrOptions({"coupling", "autoregressive"})],
         "mixing": [StrOptions(set(MIXINGS))],
     }
@@ -224,6 +228,7 @@ class SplineFlowDensity(BaseFlowDensity):
         n_bins=8,
         tail_bound=3.0,
         hidden_dims=(64, 64),
+        activation="gelu",
         architecture="coupling",
         mixing="lu",
         max_iter=500,
@@ -261,6 +266,7 @@ class SplineFlowDensity(BaseFlowDensity):
         self.n_bins = n_bins
         self.tail_bound = tail_bound
         self.hidden_dims = hidden_dims
+        self.activation = activation
         self.architecture = architecture
         self.mixing = mixing
 
@@ -273,6 +279,7 @@ class SplineFlowDensity(BaseFlowDensity):
             n_bins=self.n_bins,
             tail_bound=self.tail_bound,
             hidden_dims=self.hidden_dims,
+            activation=self.activation,
             architecture=self.architecture,
             mixing=self.mixing,
             generator=generator,

@@ -1,6 +1,7 @@
 """Contract points scikit-learn's checks cannot see: exactness far from the data, constant
 columns, atomic failures, convergence warnings, optimiser state, base distributions."""
 
+import gc
 import warnings
 
 import numpy as np
@@ -232,6 +233,33 @@ def test_float32_inference_is_close_and_leaves_the_exact_flow(est):
     np.testing.assert_allclose(model.inverse_transform(fast[1]), X, atol=1e-4)
     assert all(p.dtype == torch.float64 for p in model.flow_.parameters())
     assert model.sample(5, random_state=0).dtype == np.float64
+
+
+def test_float32_copy_is_made_once_per_fit_and_outside_the_estimator():
+    X = _banana(300)
+    model = RealNVPDensity(n_layers=2, hidden_dims=(16,), max_iter=5, n_components=3, random_state=0)
+    model.set_params(inference_dtype="float32").fit(X)
+    before = dict(model.__dict__)
+    first = model.score_samples(X)
+    assert model.__dict__.keys() == before.keys() and all(model.__dict__[k] is v for k, v in before.items())
+    # The copy is reused (not rebuilt): a parameter changed in place on it shows in the next scores.
+    from skflow.base import _FLOAT32_MODELS
+
+    (_, stacked), = [v for k, v in _FLOAT32_MODELS[model].items() if k]
+    np.testing.assert_array_equal(model.score_samples(X), first)
+    with torch.no_grad():
+        next(stacked.components[0].parameters()).add_(0.5)
+    assert not np.allclose(model.score_samples(X), first)
+    # A new fit (other rows) gets a new copy: float32 scores follow the exact ones of the new model.
+    model.fit(X[::-1] * 2.0)
+    fast = model.score_samples(X)
+    exact = model.set_params(inference_dtype="float64").score_samples(X)
+    np.testing.assert_allclose(fast, exact, rtol=1e-4, atol=1e-4)
+    # The copies go with the estimator.
+    held = len(_FLOAT32_MODELS)
+    del model, stacked
+    gc.collect()
+    assert len(_FLOAT32_MODELS) == held - 1
 
 
 def test_auto_base_stacks_two_flows_and_a_cross_validated_mixture():

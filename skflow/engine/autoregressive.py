@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .conditioners import activation_module
 from .coupling import soft_clamp
 from .elementwise import ElementwiseMap
 from .transforms import Transform
@@ -71,6 +72,10 @@ class MADE(nn.Module):
     order : sequence of int, optional
         ``order[k]`` is the feature in position ``k`` of the autoregressive
         order (a permutation of ``0..d-1``).
+    input_bound : float, optional
+        Soft bound on the inputs (see :class:`~skflow.engine.coupling.Coupling`).
+    activation : {"relu", "gelu", "silu", "tanh"}, default="relu"
+        Activation after every hidden layer.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class MADE(nn.Module):
         generator: torch.Generator | None = None,
         order: Sequence[int] | Tensor | None = None,
         input_bound: float | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self.input_bound = input_bound
@@ -102,7 +108,7 @@ class MADE(nn.Module):
             # max(.., 1): with one feature there is no degree below d-1, and the
             # hidden units are unused anyway (the output only sees its bias).
             hidden = torch.arange(width) % max(features - 1, 1)
-            layers += [MaskedLinear(hidden[:, None] >= prev[None, :]), nn.ReLU()]
+            layers += [MaskedLinear(hidden[:, None] >= prev[None, :]), activation_module(activation)]
             prev = hidden
         # Each feature's n_params outputs share its degree; strict inequality
         # is what removes the dependence of feature i on itself.
@@ -162,6 +168,10 @@ class MaskedAutoregressive(Transform):
         the same job.
     generator : torch.Generator, optional
         Seeds the conditioner's initialisation.
+    input_bound : float, optional
+        Soft bound on what the MADE sees.
+    activation : {"relu", "gelu", "silu", "tanh"}, default="relu"
+        Activation of the MADE's hidden layers.
 
     References
     ----------
@@ -186,11 +196,12 @@ class MaskedAutoregressive(Transform):
         order: Sequence[int] | Tensor | None = None,
         generator: torch.Generator | None = None,
         input_bound: float | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self.features = features
         self.map = elementwise_map
-        self.made = MADE(features, hidden_dims, elementwise_map.n_params, generator, order, input_bound)
+        self.made = MADE(features, hidden_dims, elementwise_map.n_params, generator, order, input_bound, activation)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y, ladj = self.map(x, self.made(x))
@@ -225,6 +236,7 @@ def autoregressive_stack(
     mixing: str = "lu",
     generator: torch.Generator | None = None,
     input_bound: float | None = None,
+    activation: str = "relu",
 ) -> list[Transform]:
     """The layers of a masked autoregressive flow (MAF / autoregressive NSF).
 
@@ -251,6 +263,8 @@ def autoregressive_stack(
         Seeds the MADE initialisation and random permutations.
     input_bound : float, optional
         Soft bound on what each MADE sees (see :class:`~skflow.engine.coupling.Coupling`).
+    activation : {"relu", "gelu", "silu", "tanh"}, default="relu"
+        Activation of the MADEs' hidden layers.
     """
     from .stacks import layer_stack
 
@@ -259,6 +273,8 @@ def autoregressive_stack(
     def make_layer(i: int, elementwise_map: ElementwiseMap) -> Transform:
         alternate = mixing in ("alternate", "lu") and i % 2 == 1
         order = natural.flip(0) if alternate else natural
-        return MaskedAutoregressive(features, hidden_dims, elementwise_map, order, generator, input_bound)
+        return MaskedAutoregressive(
+            features, hidden_dims, elementwise_map, order, generator, input_bound, activation
+        )
 
     return layer_stack(features, n_layers, make_layer, elementwise_map_factory, mixing, generator)

@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["MLP"]
+__all__ = ["ACTIVATIONS", "MLP"]
+
+# Hidden-layer activations of the perceptron conditioners, by name.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+def activation_module(name: str) -> nn.Module:
+    """A fresh activation module for ``name`` (a key of :data:`ACTIVATIONS`)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
 class MLP(nn.Module):
@@ -23,14 +34,22 @@ class MLP(nn.Module):
         Input and output widths.
     hidden_dims : tuple of int
         Widths of the hidden layers; ``()`` gives a single linear layer.
+    activation : {"relu", "gelu", "silu", "tanh"}, default="gelu"
+        Activation after every hidden layer.
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden_dims: tuple[int, ...] = (64, 64)) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_dims: tuple[int, ...] = (64, 64),
+        activation: str = "gelu",
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.GELU()]
+            layers += [nn.Linear(width, hidden), activation_module(activation)]
             width = hidden
         output = nn.Linear(width, out_features)
         # Zero output: the coupling starts as the identity and the initial

@@ -13,15 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .elementwise import ElementwiseMap
+from .elementwise import ElementwiseMap, soft_clamp
 from .transforms import Transform
 
 __all__ = ["Coupling", "alternating_mask", "coupling_stack", "soft_clamp"]
-
-
-def soft_clamp(x: Tensor, bound: float | None) -> Tensor:
-    """``bound * tanh(x / bound)`` (``x`` itself if ``bound`` is None): near-identity for ``|x| << bound``."""
-    return x if bound is None else bound * torch.tanh(x / bound)
 
 
 def _as_slice(index: Tensor) -> slice | None:

@@ -27,7 +27,20 @@ from .splines import (
 )
 from .transforms import Transform
 
-__all__ = ["ElementwiseMap", "AffineMap", "SplineMap", "Elementwise"]
+__all__ = ["ElementwiseMap", "AffineMap", "SplineMap", "Elementwise", "soft_clamp"]
+
+
+def soft_clamp(x: Tensor, bound: float | None) -> Tensor:
+    """``bound * tanh(x / bound)`` (``x`` itself if ``bound`` is None): near-identity for ``|x| << bound``.
+
+    Computed as ``2 bound sigmoid(2 x / bound) - bound``, the same function
+    (to ~1e-16 absolute in float64): torch's CPU ``tanh`` takes 3-4 times
+    as long as its ``sigmoid``, and the affine couplings clamp every
+    log-scale, in training and in inference.
+    """
+    if bound is None:
+        return x
+    return torch.sigmoid(x * (2.0 / bound)) * (2.0 * bound) - bound
 
 # Without gradients (inference) a spline is evaluated in blocks of about this many elements:
 # a block's temporaries (~30 vectors plus ~5K knot values per element) then stay in cache and
@@ -69,9 +82,7 @@ class AffineMap(ElementwiseMap):
 
     def _unpack(self, params: Tensor) -> tuple[Tensor, Tensor]:
         shift = params[..., 0]
-        bound = self.log_scale_bound
-        log_scale = bound * torch.tanh(params[..., 1] / bound)
-        return shift, log_scale
+        return shift, soft_clamp(params[..., 1], self.log_scale_bound)
 
     def extra_repr(self) -> str:
         return f"log_scale_bound={self.log_scale_bound}"

@@ -39,6 +39,7 @@ def real_nvp_flow(
     n_layers: int = 6,
     hidden_dims: tuple[int, ...] = (64, 64),
     mixing: str = "lu",
+    activation: str = "gelu",
     generator: torch.Generator | None = None,
 ) -> list[Transform]:
     """RealNVP/Glow: affine couplings with MLP conditioners (arXiv 1605.08803, 1807.03039)."""
@@ -46,7 +47,7 @@ def real_nvp_flow(
     return coupling_stack(
         features,
         n_layers,
-        lambda n_in, n_out: MLP(n_in, n_out, hidden),
+        lambda n_in, n_out: MLP(n_in, n_out, hidden, activation),
         lambda: AffineMap(REAL_NVP_LOG_SCALE_BOUND),
         mixing=mixing,
         generator=generator,
@@ -108,6 +109,7 @@ def neural_spline_flow(
     hidden_dims: tuple[int, ...] = (64, 64),
     architecture: str = "coupling",
     mixing: str = "lu",
+    activation: str = "gelu",
     generator: torch.Generator | None = None,
 ) -> list[Transform]:
     """Neural spline flow: rational-quadratic splines, coupling or autoregressive (arXiv 1906.04032)."""
@@ -120,14 +122,15 @@ def neural_spline_flow(
 
     if architecture == "autoregressive":
         return autoregressive_stack(
-            features, n_layers, hidden, spline, mixing=mixing, generator=generator, input_bound=input_bound
+            features, n_layers, hidden, spline, mixing=mixing, generator=generator, input_bound=input_bound,
+            activation=activation,
         )
     if architecture != "coupling":
         raise ValueError(f"architecture must be 'coupling' or 'autoregressive', got {architecture!r}")
     return coupling_stack(
         features,
         n_layers,
-        lambda n_in, n_out: MLP(n_in, n_out, hidden),
+        lambda n_in, n_out: MLP(n_in, n_out, hidden, activation),
         spline,
         mixing=mixing,
         generator=generator,

@@ -28,6 +28,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from .elementwise import soft_clamp
+
 __all__ = [
     "KERNELS",
     "KernelConditioner",
@@ -271,7 +273,7 @@ class KernelConditioner(nn.Module):
     def length_scale(self) -> Tensor:
         """Positive length-scale(s) in ``(1e-2, 1e2)``, shape () or (in_features,)."""
         bound = LOG_LENGTH_SCALE_BOUND
-        return torch.exp(bound * torch.tanh(self.raw_log_length_scale / bound))
+        return torch.exp(soft_clamp(self.raw_log_length_scale, bound))
 
     def forward(self, x: Tensor) -> Tensor:
         """``K(x, A) @ W``: shape ``(n, in_features) -> (n, out_features)``."""

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .elementwise import ElementwiseMap
+from .elementwise import ElementwiseMap, soft_clamp
 from .transforms import ActNorm, Transform
 
 __all__ = [
@@ -237,7 +237,7 @@ class CausalTransformer(nn.Module):
 
     @staticmethod
     def _bounded(tokens: Tensor) -> Tensor:
-        return CONDITIONER_INPUT_BOUND * torch.tanh(tokens / CONDITIONER_INPUT_BOUND)
+        return soft_clamp(tokens, CONDITIONER_INPUT_BOUND)
 
     def _out(self, h: Tensor) -> Tensor:
         params = self.head(self.norm(h))

@@ -42,3 +42,29 @@ def test_named_flows_are_exact(builder, features):
     assert_round_trip(flow, x)
     assert_round_trip(flow, 1e3 * x)
     assert_log_det_matches_autograd(flow, x[:5])
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh"])
+@pytest.mark.parametrize(
+    "builder, kwargs",
+    [(real_nvp_flow, {}), (neural_spline_flow, {}), (neural_spline_flow, {"architecture": "autoregressive"})],
+    ids=["realnvp", "spline-coupling", "spline-autoregressive"],
+)
+def test_every_activation_builds_an_exact_flow(builder, kwargs, activation):
+    g = torch.Generator().manual_seed(1)
+    flow = Compose(builder(3, n_layers=2, activation=activation, generator=g, **kwargs)).double()
+    names = {type(m).__name__.lower() for m in flow.modules()}
+    assert {"relu": "relu", "gelu": "gelu", "silu": "silu", "tanh": "tanh"}[activation] in names
+    x = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    flow.data_init(x, g)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    assert_round_trip(flow, x)
+    assert_round_trip(flow, 1e3 * x)
+    assert_log_det_matches_autograd(flow, x[:5])
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        real_nvp_flow(3, activation="swish")
