@@ -10,7 +10,8 @@ Sections (all by default):
     ``score_samples`` and ``sample`` rows/s at 16 features: RealNVPDensity
     and zuko's RealNVP at the same depth and width (6 layers, hidden
     ``(64, 64)``), SplineFlowDensity (coupling, 6 layers) and zuko's coupling
-    NSF, FerumalFlowDensity (defaults, 6 layers), each also with its
+    NSF, FerumalFlowDensity (defaults, 6 layers), RealNVPDensity trained
+    with ``activation="relu"`` ("relu"), each also with its
     ``inference_dtype="float32"`` fast path ("f32").  zuko runs in float32,
     its default, and in float64 (skflow's inference dtype).  Then *prototypes*
     of skflow's fitted flows driven directly, to size a fast path: float32
@@ -282,6 +283,7 @@ def inference(args) -> dict:
     ferumal = fit_quiet(FerumalFlowDensity(n_layers=6, **fit), X_fit)
     methods = {
         "RealNVPDensity": realnvp,
+        "RealNVPDensity relu": fit_quiet(RealNVPDensity(**SPEC, activation="relu", **fit), X_fit),
         "SplineFlowDensity coupling": spline,
         "FerumalFlowDensity": ferumal,
     }

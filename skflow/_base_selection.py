@@ -46,8 +46,8 @@ from .engine.bases import (
 from .engine.runtime import INFER_DTYPE
 
 __all__ = [
-    "cv_kernel_density", "cv_mixture", "fit_student_t", "make_base", "mixture_base", "refit_kernel_density",
-    "refit_mixture", "refit_student_t",
+    "cv_kernel_density", "cv_mixture", "cv_mixtures", "fit_student_t", "make_base", "mixture_base",
+    "refit_kernel_density", "refit_mixture", "refit_student_t",
 ]
 
 # Largest mixture tried by n_components="auto"; each component also needs
@@ -164,6 +164,23 @@ def cv_mixture(
     with them: on those modes (450 rows) it scored -24.0 nats per held-out
     row against the BIC choice's -25.6.
     """
+    return cv_mixtures(z, n_components, seed, weight, n_best=1)[0]
+
+
+@_single_threaded
+def cv_mixtures(
+    z: np.ndarray, n_components, seed: int, weight: np.ndarray | None = None, n_best: int = 1
+) -> list[GaussianMixture]:
+    """The ``n_best`` candidates of :func:`cv_mixture`'s search, best first, each refitted on all of ``z``.
+
+    Fewer where the search tried fewer (or, below ``_MIN_CV_ROWS`` rows,
+    only the BIC choice).  With a single EM start per candidate the
+    cross-validated scores of neighbouring sizes are within EM's run-to-run
+    spread: on 16-D data of 6 separated modes (450 rows) the search put 5
+    components first, 0.3 nats per held-out row below the 6 that came
+    second.  ``base="auto"`` therefore stacks the best two and lets the
+    validation rows weigh them.
+    """
     estimator = GaussianMixture(reg_covar=_REG_COVAR, random_state=seed, max_iter=200)
     z = _resample(z, weight, seed)
     n, d = z.shape
@@ -173,10 +190,8 @@ def cv_mixture(
         warnings.simplefilter("ignore", FitFailedWarning)
         warnings.filterwarnings("ignore", "One or more of the test scores are non-finite", UserWarning)
         if n >= _MIN_CV_ROWS:
-            gmm = _cv_search(estimator, z, n_components)
-        else:
-            gmm = _best_mixture(z, n_components, seed)[0]
-    return gmm
+            return _cv_search(estimator, z, n_components, n_best)
+        return [_best_mixture(z, n_components, seed)[0]]
 
 
 @_single_threaded
@@ -205,8 +220,8 @@ def mixture_base(gmm: GaussianMixture) -> GaussianMixtureBase:
     return GaussianMixtureBase(_tensor(gmm.weights_), _tensor(gmm.means_), _tensor(covariances))
 
 
-def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> GaussianMixture:
-    """The candidate with the best mean 5-fold held-out log-likelihood, refitted on all of ``z``.
+def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components, n_best: int = 1) -> list[GaussianMixture]:
+    """The ``n_best`` candidates with the best mean 5-fold held-out log-likelihood, refitted on all of ``z``.
 
     For each covariance type the size grows from 1 and stops after
     ``_CV_PATIENCE`` sizes in a row without a better score: held-out
@@ -216,7 +231,7 @@ def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> Gauss
     n, d = z.shape
     folds = KFold(_CV_FOLDS, shuffle=True, random_state=estimator.random_state)
     n_fold = n - n // _CV_FOLDS  # the largest training fold decides which candidates are tried
-    best, best_score = None, -np.inf
+    scored = []
     for covariance_type in _COVARIANCE_TYPES if d > 1 else ("full",):
         type_best, misses = -np.inf, 0
         for k in _component_grid(n_fold, n_components, _CV_LARGER_SIZES):
@@ -224,17 +239,18 @@ def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components) -> Gauss
                 break
             candidate = clone(estimator).set_params(n_components=k, covariance_type=covariance_type)
             score = cross_val_score(candidate, z, cv=folds, error_score=-np.inf).mean()
-            if score > best_score:
-                best, best_score = candidate, score
+            if np.isfinite(score):
+                scored.append((score, len(scored), candidate))
             if score > type_best:
                 type_best, misses = score, 0
             else:
                 misses += 1
                 if misses >= _CV_PATIENCE:
                     break
-    if best is None:  # pragma: no cover - EM failed on every candidate
-        best = clone(estimator).set_params(n_components=1, covariance_type="diag")
-    return best.fit(z)
+    if not scored:  # pragma: no cover - EM failed on every candidate
+        scored = [(0.0, 0, clone(estimator).set_params(n_components=1, covariance_type="diag"))]
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [candidate.fit(z) for _, _, candidate in scored[:n_best]]
 
 
 @_single_threaded

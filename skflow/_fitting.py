@@ -20,7 +20,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._base_selection import (
-    cv_kernel_density, cv_mixture, fit_student_t, make_base, mixture_base, refit_kernel_density,
+    cv_kernel_density, cv_mixtures, fit_student_t, make_base, mixture_base, refit_kernel_density,
     refit_mixture, refit_student_t,
 )
 from ._data import ConstantColumns, location_scale
@@ -69,6 +69,10 @@ STACK_PRIOR = 1.0
 # of the quality benchmark with a prior of 1: catastrophic rows (d) 7 -> 0, but on the Gaussian-mixture rows
 # the weight floor of 1 / (n_validation + 5) cost 0.01-0.05 nats per row ((c) 10 -> 14).
 STUDENT_T_PRIOR = 0.1
+# base="auto" stacks this many of the cross-validated mixture search's best candidates (cv_mixtures):
+# with one EM start each, neighbouring sizes' scores are within EM's spread, and the validation rows
+# weigh them.
+STACK_MIXTURES = 2
 # With a mixture base the learning rate is multiplied by the components' typical scale (in the
 # standardised units the flow trains in), clipped to this range: an Adam step moves every layer by
 # about the learning rate, which is small for the data as a whole but large for a tight component,
@@ -228,8 +232,8 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
     """``base="auto"``: the trained flows and cross-validated classical densities, stacked.
 
     The fitted density is ``sum_k w_k p_k(x)`` over the trained flows (on
-    the fitted start and on N(0, I)), a Gaussian mixture chosen by
-    cross-validation (:func:`cv_mixture`) and, where
+    the fitted start and on N(0, I)), the ``STACK_MIXTURES`` best Gaussian
+    mixtures of a cross-validated search (:func:`cv_mixtures`) and, where
     it is cheap (few rows or dimensions), a Gaussian kernel density
     (:func:`cv_kernel_density`), with weights that maximise the validation
     rows' log-likelihood
@@ -261,11 +265,12 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
 
     seed = int(rng.randint(_MAX_SEED))
     z = standardised(train)
-    mixture = cv_mixture(z, estimator.n_components, seed, weight_of(train))
+    mixtures = cv_mixtures(z, estimator.n_components, seed, weight_of(train), n_best=STACK_MIXTURES)
     kde = cv_kernel_density(z, seed, weight_of(train))
     student_t = fit_student_t(z, seed, weight_of(train))
-    held_out = [s["flow_"] for s in states] + [layerless(mixture_base(mixture))]
-    names = [f"flow ({s['base_']} base)" for s in states] + [f"Gaussian mixture ({mixture.n_components})"]
+    held_out = [s["flow_"] for s in states] + [layerless(mixture_base(m)) for m in mixtures]
+    names = [f"flow ({s['base_']} base)" for s in states]
+    names += [f"Gaussian mixture ({m.n_components}, {m.covariance_type})" for m in mixtures]
     if kde is not None:
         held_out.append(layerless(kde))
         names.append(f"kernel density (bandwidth {kde.bandwidth:.3g})")
@@ -283,7 +288,7 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
     rows = np.sort(np.concatenate([train, val]))
     z_all = standardised(rows)
     candidates = [s["flow_"] for s in states]
-    candidates.append(layerless(mixture_base(refit_mixture(mixture, z_all, seed, weight_of(rows)))))
+    candidates += [layerless(mixture_base(refit_mixture(m, z_all, seed, weight_of(rows)))) for m in mixtures]
     if kde is not None:
         candidates.append(layerless(refit_kernel_density(kde, z_all, seed, weight_of(rows))))
     candidates.append(layerless(refit_student_t(student_t, z_all, seed, weight_of(rows))))

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from skflow import FerumalFlowDensity
 from skflow._base_selection import (
     cv_kernel_density,
     cv_mixture,
+    cv_mixtures,
     fit_student_t,
     mixture_base,
     refit_kernel_density,
@@ -142,3 +144,21 @@ def test_cv_mixture_tries_as_many_components_as_a_cross_validated_search():
     assert gmm.n_components == 16
     # An explicit size is kept.
     assert cv_mixture(z[:200], 3, seed=0).n_components == 3
+
+
+def test_cv_mixtures_are_the_search_best_candidates_in_order():
+    from sklearn.model_selection import KFold, cross_val_score
+
+    z = _blobs(400)
+    best, second = cv_mixtures(z, "auto", seed=0, n_best=2)
+    first = cv_mixture(z, "auto", seed=0)
+    assert (best.n_components, best.covariance_type) == (first.n_components, first.covariance_type)
+    np.testing.assert_allclose(best.means_, first.means_)
+    assert (second.n_components, second.covariance_type) != (best.n_components, best.covariance_type)
+    # Ranked by the same 5-fold cross-validated score, each refitted on all the rows.
+    folds = KFold(5, shuffle=True, random_state=0)
+    scores = [cross_val_score(clone(m), z, cv=folds).mean() for m in (best, second)]
+    assert scores[0] >= scores[1]
+    assert second.converged_ and second.n_features_in_ == 2
+    # Below the cross-validation threshold only the BIC choice is there.
+    assert len(cv_mixtures(z[:15], "auto", seed=0, n_best=2)) == 1

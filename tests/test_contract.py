@@ -268,11 +268,13 @@ def test_auto_base_stacks_two_flows_and_a_cross_validated_mixture():
     auto = FerumalFlowDensity(**params).fit(X)
     assert auto.base_.startswith("mixture")  # three separated blobs
     names, weights = auto.stack_components_, auto.stack_weights_
-    # Two flows, the cross-validated mixture, (2-D: cheap) the kernel density and the Student-t.
-    assert len(names) == len(weights) == 5 and len(auto._stack) == 4
+    # Two flows, the two best mixtures of the cross-validated search, (2-D: cheap) the kernel density
+    # and the Student-t.
+    assert len(names) == len(weights) == 6 and len(auto._stack) == 5
     assert names[0] == f"flow ({auto.base_} base)" and names[1].startswith("flow (")
-    assert names[2].startswith("Gaussian mixture") and names[3].startswith("kernel density")
-    assert names[4].startswith("Student-t (df ")
+    assert names[2].startswith("Gaussian mixture (") and names[3].startswith("Gaussian mixture (")
+    assert names[2] != names[3] and names[4].startswith("kernel density")
+    assert names[5].startswith("Student-t (df ")
     assert np.all(weights > 0) and weights.sum() == pytest.approx(1.0)
     # flow_ is the trained flow with the larger weight.
     assert weights[0] >= weights[1]
