@@ -47,8 +47,8 @@ class RealNVPDensity(BaseFlowDensity):
         trained, one on the better fitted start (the mixture or the
         Student-t base, whichever has the higher held-out log-likelihood)
         and one on the standard normal; the fitted density is a convex
-        combination of them, of a Gaussian mixture chosen by
-        cross-validation, in a few dimensions of a kernel density, and of
+        combination of them, of the two best Gaussian mixtures of a
+        cross-validated search, in a few dimensions of a kernel density, and of
         a multivariate Student-t (heavy tails), with weights that maximise
         the held-out log-likelihood (``stack_weights_``).  ``flow_`` (and
         so ``transform``) is the flow with the larger weight.  Without early
@@ -59,7 +59,7 @@ class RealNVPDensity(BaseFlowDensity):
         Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
         chooses 1 to 10 components (at most one per 10 training rows) and a
         full, tied, diagonal or spherical covariance by BIC for the flows'
-        start, by cross-validation for the mixture that ``"auto"`` stacks
+        start, by cross-validation for the mixtures that ``"auto"`` stacks
         with the flows (there also 12, 16, 24 or 32 components).
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner MLP.

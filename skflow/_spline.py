@@ -60,8 +60,8 @@ class SplineFlowDensity(BaseFlowDensity):
         trained, one on the better fitted start (the mixture or the
         Student-t base, whichever has the higher held-out log-likelihood)
         and one on the standard normal; the fitted density is a convex
-        combination of them, of a Gaussian mixture chosen by
-        cross-validation, in a few dimensions of a kernel density, and of
+        combination of them, of the two best Gaussian mixtures of a
+        cross-validated search, in a few dimensions of a kernel density, and of
         a multivariate Student-t (heavy tails), with weights that maximise
         the held-out log-likelihood (``stack_weights_``).  ``flow_`` (and
         so ``transform``) is the flow with the larger weight.  Without early
@@ -72,7 +72,7 @@ class SplineFlowDensity(BaseFlowDensity):
         Mixture size for ``base="mixture"`` (and ``"auto"``): ``"auto"``
         chooses 1 to 10 components (at most one per 10 training rows) and a
         full, tied, diagonal or spherical covariance by BIC for the flows'
-        start, by cross-validation for the mixture that ``"auto"`` stacks
+        start, by cross-validation for the mixtures that ``"auto"`` stacks
         with the flows (there also 12, 16, 24 or 32 components).
     n_bins : int, default=8
         Number of bins ``K`` of each spline.
@@ -82,8 +82,10 @@ class SplineFlowDensity(BaseFlowDensity):
         Outside it every spline is the identity.
     hidden_dims : tuple of int, default=(64, 64)
         Hidden layer widths of each conditioner network.
-    activation : {"relu", "gelu", "silu", "tanh"}, default="gelu"
-        Activation of the conditioner networks' hidden layers.
+    activation : {"auto", "relu", "gelu", "silu", "tanh"}, default="auto"
+        Activation of the conditioner networks' hidden layers; ``"auto"``:
+        GELU for ``architecture="coupling"``, ReLU for
+        ``"autoregressive"``.
     architecture : {"coupling", "autoregressive"}, default="coupling"
         How the spline parameters are conditioned (see above).
     mixing : {"lu", "alternate", "reverse", "random"}, default="lu"
@@ -214,7 +216,7 @@ class SplineFlowDensity(BaseFlowDensity):
         "n_bins": [Interval(Integral, 2, _MAX_BINS, closed="both")],
         "tail_bound": [Interval(Real, 0, None, closed="neither")],
         "hidden_dims": [tuple],
-        "activation": [StrOptions(set(ACTIVATIONS))],
+        "activation": [StrOptions({"auto", *ACTIVATIONS})],
         "architecture": [StrOptions({"coupling", "autoregressive"})],
         "mixing": [StrOptions(set(MIXINGS))],
     }
@@ -228,7 +230,7 @@ class SplineFlowDensity(BaseFlowDensity):
         n_bins=8,
         tail_bound=3.0,
         hidden_dims=(64, 64),
-        activation="gelu",
+        activation="auto",
         architecture="coupling",
         mixing="lu",
         max_iter=500,

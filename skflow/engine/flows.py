@@ -109,11 +109,16 @@ def neural_spline_flow(
     hidden_dims: tuple[int, ...] = (64, 64),
     architecture: str = "coupling",
     mixing: str = "lu",
-    activation: str = "gelu",
+    activation: str = "auto",
     generator: torch.Generator | None = None,
 ) -> list[Transform]:
-    """Neural spline flow: rational-quadratic splines, coupling or autoregressive (arXiv 1906.04032)."""
+    """Neural spline flow: rational-quadratic splines, coupling or autoregressive (arXiv 1906.04032).
+
+    ``activation="auto"``: GELU in the coupling conditioners, ReLU in the MADEs.
+    """
     hidden = tuple(int(h) for h in hidden_dims)
+    if activation == "auto":
+        activation = "gelu" if architecture == "coupling" else "relu"
     n_bins, tail_bound = int(n_bins), float(tail_bound)
     input_bound = SPLINE_INPUT_BOUND_FACTOR * tail_bound
 

@@ -7,6 +7,7 @@ import torch
 
 from skflow import FerumalFlowDensity, RealNVPDensity, SplineFlowDensity
 from skflow.engine import Compose, ferumal_flow, neural_spline_flow, real_nvp_flow
+from skflow.engine.conditioners import ACTIVATIONS
 from skflow.engine.testing import assert_log_det_matches_autograd, assert_round_trip
 
 PAIRS = [
@@ -68,3 +69,10 @@ def test_every_activation_builds_an_exact_flow(builder, kwargs, activation):
 def test_unknown_activation_is_refused():
     with pytest.raises(ValueError, match="activation must be one of"):
         real_nvp_flow(3, activation="swish")
+
+
+@pytest.mark.parametrize("architecture, expected", [("coupling", torch.nn.GELU), ("autoregressive", torch.nn.ReLU)])
+def test_spline_activation_auto_follows_the_architecture(architecture, expected):
+    flow = Compose(neural_spline_flow(3, n_layers=2, architecture=architecture))
+    activations = [m for m in flow.modules() if isinstance(m, tuple(ACTIVATIONS.values()))]
+    assert activations and all(type(m) is expected for m in activations)
