@@ -14,7 +14,10 @@ Tasks: separated Gaussian modes in 2-D (``modes_2d``) and 16-D
 (``funnel_10d``) and an 8-D Student-t with 3 degrees of freedom
 (``student_t_8d``), each at 100, 500 and 2000 training rows with one fixed
 2000-row test set and its true log-density; and scikit-learn's iris, wine,
-breast_cancer and digits (fixed 75/25 split).  Methods (:mod:`benchmarks.baselines`):
+breast_cancer and digits (fixed 75/25 split).  ``--tasks`` also takes the
+shared density sets (``power_plant``, ``kin8nm``, ``magic_gamma``,
+``protein``, ...; ``SKFLOW_SHARED_DATA``), subsampled to ``--sizes`` rows:
+tasks the defaults were not tuned on.  Methods (:mod:`benchmarks.baselines`):
 every skflow estimator at its defaults, CV-tuned GaussianMixture and
 KernelDensity, zuko NSF and MAF.
 
@@ -113,7 +116,9 @@ def _cells(args):
         if task not in present:
             print(f"skipping {task}: not available here", file=sys.stderr)
             continue
-        for n in sizes if datasets.kind(task) == "synthetic" else (None,):
+        # The large shared sets (not in the default grid) are subsampled like the synthetic ones: a
+        # check on tasks the defaults were not tuned on.
+        for n in sizes if datasets.kind(task) in ("synthetic", "shared") else (None,):
             yield task, n
 
 
