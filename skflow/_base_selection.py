@@ -220,7 +220,9 @@ def mixture_base(gmm: GaussianMixture) -> GaussianMixtureBase:
     return GaussianMixtureBase(_tensor(gmm.weights_), _tensor(gmm.means_), _tensor(covariances))
 
 
-def _cv_search(estimator: GaussianMixture, z: np.ndarray, n_components, n_best: int = 1) -> list[GaussianMixture]:
+def _cv_search(
+    estimator: GaussianMixture, z: np.ndarray, n_components, n_best: int = 1
+) -> list[GaussianMixture]:
     """The ``n_best`` candidates with the best mean 5-fold held-out log-likelihood, refitted on all of ``z``.
 
     For each covariance type the size grows from 1 and stops after

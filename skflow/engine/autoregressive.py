@@ -201,7 +201,9 @@ class MaskedAutoregressive(Transform):
         super().__init__()
         self.features = features
         self.map = elementwise_map
-        self.made = MADE(features, hidden_dims, elementwise_map.n_params, generator, order, input_bound, activation)
+        self.made = MADE(
+            features, hidden_dims, elementwise_map.n_params, generator, order, input_bound, activation
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y, ladj = self.map(x, self.made(x))

@@ -42,6 +42,7 @@ def soft_clamp(x: Tensor, bound: float | None) -> Tensor:
         return x
     return torch.sigmoid(x * (2.0 / bound)) * (2.0 * bound) - bound
 
+
 # Without gradients (inference) a spline is evaluated in blocks of about this many elements:
 # a block's temporaries (~30 vectors plus ~5K knot values per element) then stay in cache and
 # in reused heap memory; on 65536 x 8 inputs, fresh memory for each op made it 2-3x slower.

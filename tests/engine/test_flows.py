@@ -71,7 +71,9 @@ def test_unknown_activation_is_refused():
         real_nvp_flow(3, activation="swish")
 
 
-@pytest.mark.parametrize("architecture, expected", [("coupling", torch.nn.GELU), ("autoregressive", torch.nn.ReLU)])
+@pytest.mark.parametrize(
+    "architecture, expected", [("coupling", torch.nn.GELU), ("autoregressive", torch.nn.ReLU)]
+)
 def test_spline_activation_auto_follows_the_architecture(architecture, expected):
     flow = Compose(neural_spline_flow(3, n_layers=2, architecture=architecture))
     activations = [m for m in flow.modules() if isinstance(m, tuple(ACTIVATIONS.values()))]
