@@ -46,7 +46,7 @@ from .engine.bases import (
 from .engine.runtime import INFER_DTYPE
 
 __all__ = [
-    "cv_kernel_density", "cv_mixture", "cv_mixtures", "fit_student_t", "make_base", "mixture_base",
+    "cv_kernel_density", "cv_mixtures", "fit_student_t", "make_base", "mixture_base",
     "refit_kernel_density", "refit_mixture", "refit_student_t",
 ]
 
@@ -63,7 +63,7 @@ _ROWS_PER_COMPONENT = 10
 # covariances that gave held-out rows log-densities of -2.6e5 nats.
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _FULL_ROWS_PER_DIMENSION = 2
-# cv_mixture: _CV_FOLDS-fold cross-validation, or BIC below _MIN_CV_ROWS rows.
+# cv_mixtures: _CV_FOLDS-fold cross-validation, or BIC below _MIN_CV_ROWS rows.
 _CV_FOLDS = 5
 _MIN_CV_ROWS = 20
 _CV_PATIENCE = 2
@@ -149,32 +149,22 @@ def _best_mixture(z: np.ndarray, n_components, seed: int) -> tuple[GaussianMixtu
 
 
 @_single_threaded
-def cv_mixture(
-    z: np.ndarray, n_components, seed: int, weight: np.ndarray | None = None
-) -> GaussianMixture:
-    """A Gaussian mixture chosen as a cross-validated ``GaussianMixture`` search would choose it.
-
-    Size and covariance type maximise the 5-fold cross-validated
-    log-likelihood of ``z`` over the same grid as the flows' start
-    (:func:`_cv_search`), and the best is refitted on all of ``z``; with
-    fewer than ``_MIN_CV_ROWS`` rows, BIC decides.  The flows start from a BIC mixture (BIC's heavy penalty on
-    full covariances leaves the layers something to learn: on 16-D
-    separated modes the flows trained from it beat the flows trained from
-    this one); this is the stand-alone mixture that ``base="auto"`` stacks
-    with them: on those modes (450 rows) it scored -24.0 nats per held-out
-    row against the BIC choice's -25.6.
-    """
-    return cv_mixtures(z, n_components, seed, weight, n_best=1)[0]
-
-
-@_single_threaded
 def cv_mixtures(
     z: np.ndarray, n_components, seed: int, weight: np.ndarray | None = None, n_best: int = 1
 ) -> list[GaussianMixture]:
-    """The ``n_best`` candidates of :func:`cv_mixture`'s search, best first, each refitted on all of ``z``.
+    """The ``n_best`` Gaussian mixtures a cross-validated ``GaussianMixture`` search ranks first.
 
-    Fewer where the search tried fewer (or, below ``_MIN_CV_ROWS`` rows,
-    only the BIC choice).  With a single EM start per candidate the
+    Size and covariance type are ranked by the 5-fold cross-validated
+    log-likelihood of ``z`` over the same grid as the flows' start
+    (:func:`_cv_search`), best first, each refitted on all of ``z``; fewer
+    where the search tried fewer, and below ``_MIN_CV_ROWS`` rows only the
+    BIC choice.  The flows start from a BIC mixture (BIC's heavy penalty on
+    full covariances leaves the layers something to learn: on 16-D
+    separated modes the flows trained from it beat the flows trained from
+    the cross-validated one); these are the stand-alone mixtures that
+    ``base="auto"`` stacks with them: on those modes (450 rows) the best
+    scored -24.0 nats per held-out row against the BIC choice's -25.6.
+    With a single EM start per candidate the
     cross-validated scores of neighbouring sizes are within EM's run-to-run
     spread: on 16-D data of 6 separated modes (450 rows) the search put 5
     components first, 0.3 nats per held-out row below the 6 that came

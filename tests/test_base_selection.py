@@ -8,7 +8,6 @@ from sklearn.base import clone
 from skflow import FerumalFlowDensity
 from skflow._base_selection import (
     cv_kernel_density,
-    cv_mixture,
     cv_mixtures,
     fit_student_t,
     mixture_base,
@@ -27,7 +26,7 @@ def _blobs(n, seed=0):
 def test_refit_mixture_keeps_the_selection_and_raises_the_likelihood_of_all_rows():
     z_all = _blobs(600)
     z = z_all[:400]
-    gmm = cv_mixture(z, "auto", seed=0)
+    gmm = cv_mixtures(z, "auto", seed=0)[0]
     before = {k: v.copy() for k, v in vars(gmm).items() if k.endswith("_") and isinstance(v, np.ndarray)}
     refit = refit_mixture(gmm, z_all, seed=0)
     assert (refit.n_components, refit.covariance_type) == (gmm.n_components, gmm.covariance_type)
@@ -46,7 +45,7 @@ def test_refit_mixture_keeps_the_selection_and_raises_the_likelihood_of_all_rows
 def test_refit_mixture_with_weights_is_a_seeded_weighted_bootstrap():
     z_all = _blobs(300, seed=1)
     weight = np.r_[np.zeros(100), np.ones(200)]
-    gmm = cv_mixture(z_all[100:], "auto", seed=0)
+    gmm = cv_mixtures(z_all[100:], "auto", seed=0)[0]
     a, b = (refit_mixture(gmm, z_all, seed=3, weight=weight) for _ in range(2))
     np.testing.assert_array_equal(a.means_, b.means_)
     # EM runs on the seeded weighted bootstrap (EM takes no row weights): rows of weight 0 are never drawn.
@@ -135,15 +134,15 @@ def test_auto_stack_gives_heavy_tailed_rows_a_heavy_tailed_component():
     assert np.all(model.score_samples(far) > -60.0)
 
 
-def test_cv_mixture_tries_as_many_components_as_a_cross_validated_search():
+def test_cv_mixtures_try_as_many_components_as_a_cross_validated_search():
     # A ring of 16 separated Gaussians: more modes than the flows' start may use (10).
     rng = np.random.RandomState(0)
     angles = 2 * np.pi * rng.randint(16, size=1600) / 16
     z = np.c_[np.cos(angles), np.sin(angles)] * 4 + 0.15 * rng.randn(1600, 2)
-    gmm = cv_mixture(z, "auto", seed=0)
+    gmm = cv_mixtures(z, "auto", seed=0)[0]
     assert gmm.n_components == 16
     # An explicit size is kept.
-    assert cv_mixture(z[:200], 3, seed=0).n_components == 3
+    assert [m.n_components for m in cv_mixtures(z[:200], 3, seed=0, n_best=2)] == [3, 3]
 
 
 def test_cv_mixtures_are_the_search_best_candidates_in_order():
@@ -151,7 +150,7 @@ def test_cv_mixtures_are_the_search_best_candidates_in_order():
 
     z = _blobs(400)
     best, second = cv_mixtures(z, "auto", seed=0, n_best=2)
-    first = cv_mixture(z, "auto", seed=0)
+    (first,) = cv_mixtures(z, "auto", seed=0)
     assert (best.n_components, best.covariance_type) == (first.n_components, first.covariance_type)
     np.testing.assert_allclose(best.means_, first.means_)
     assert (second.n_components, second.covariance_type) != (best.n_components, best.covariance_type)

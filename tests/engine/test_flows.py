@@ -17,6 +17,18 @@ PAIRS = [
 ]
 
 
+def _assert_exact_when_perturbed(flow, features, g):
+    """Data-initialise ``flow``, perturb every parameter (no layer stays the identity), check exactness."""
+    x = torch.randn(64, features, generator=g, dtype=torch.float64)
+    flow.data_init(x, g)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    assert_round_trip(flow, x)
+    assert_round_trip(flow, 1e3 * x)
+    assert_log_det_matches_autograd(flow, x[:5])
+
+
 @pytest.mark.parametrize("builder, estimator", PAIRS, ids=lambda x: getattr(x, "__name__", ""))
 def test_engine_and_estimator_defaults_agree(builder, estimator):
     signature = inspect.signature(builder).parameters
@@ -33,16 +45,7 @@ def test_engine_and_estimator_defaults_agree(builder, estimator):
 @pytest.mark.parametrize("features", [1, 3])
 def test_named_flows_are_exact(builder, features):
     g = torch.Generator().manual_seed(0)
-    flow = Compose(builder(features, n_layers=2, generator=g)).double()
-    x = torch.randn(64, features, generator=g, dtype=torch.float64)
-    flow.data_init(x, g)
-    # Perturb every parameter so no layer is the identity.
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    assert_round_trip(flow, x)
-    assert_round_trip(flow, 1e3 * x)
-    assert_log_det_matches_autograd(flow, x[:5])
+    _assert_exact_when_perturbed(Compose(builder(features, n_layers=2, generator=g)).double(), features, g)
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh"])
@@ -55,14 +58,7 @@ def test_every_activation_builds_an_exact_flow(builder, kwargs, activation):
     g = torch.Generator().manual_seed(1)
     flow = Compose(builder(3, n_layers=2, activation=activation, generator=g, **kwargs)).double()
     assert any(type(m) is ACTIVATIONS[activation] for m in flow.modules())
-    x = torch.randn(64, 3, generator=g, dtype=torch.float64)
-    flow.data_init(x, g)
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    assert_round_trip(flow, x)
-    assert_round_trip(flow, 1e3 * x)
-    assert_log_det_matches_autograd(flow, x[:5])
+    _assert_exact_when_perturbed(flow, 3, g)
 
 
 def test_unknown_activation_is_refused():
