@@ -53,7 +53,7 @@ models = {
     "TransformerFlowDensity": TransformerFlowDensity(
         image_shape=(8, 8), patch_shape=(2, 2), max_iter=10, random_state=0
     ),
-    "SplineFlowDensity": SplineFlowDensity(max_iter=10, random_state=0),
+    "SplineFlowDensity": SplineFlowDensity(architecture="coupling", max_iter=10, random_state=0),
     "GaussianMixture": GaussianMixture(
         n_components=8, covariance_type="full", reg_covar=1e-2, random_state=0
     ),

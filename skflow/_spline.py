@@ -30,11 +30,12 @@ class SplineFlowDensity(BaseFlowDensity):
     parameters (bin widths, heights and knot slopes) come from a neural
     network, either
 
+    - ``architecture="autoregressive"`` (the default): a masked network
+      (MADE), so that feature ``i`` is conditioned on all features before
+      it (more expressive per layer; sampling needs one network pass per
+      feature), or
     - ``architecture="coupling"``: a multi-layer perceptron on the other half
-      of the features (fast in both directions), or
-    - ``architecture="autoregressive"``: a masked network (MADE), so that
-      feature ``i`` is conditioned on all features before it (more
-      expressive per layer; sampling needs one network pass per feature).
+      of the features (fast in both directions).
 
     Every layer starts as the identity.  With a single feature the splines
     have nothing to condition on and are learned as free parameters.  Data
@@ -86,8 +87,15 @@ class SplineFlowDensity(BaseFlowDensity):
         Activation of the conditioner networks' hidden layers; ``"auto"``:
         GELU for ``architecture="coupling"``, ReLU for
         ``"autoregressive"``.
-    architecture : {"coupling", "autoregressive"}, default="coupling"
-        How the spline parameters are conditioned (see above).
+    architecture : {"autoregressive", "coupling"}, default="autoregressive"
+        How the spline parameters are conditioned (see above).  On UCI
+        density sets the defaults were not tuned on (kin8nm and MAGIC gamma
+        at 500 and 2000 training rows) the autoregressive flow scored 0.21-0.32
+        nats per held-out row above the coupling flow and above zuko's
+        autoregressive NSF; on protein it scored 0.18-0.40 below the
+        coupling flow, and on the quality benchmark's 19 rows they are
+        level (mean -0.006).  ``"coupling"`` samples 4-5 times as fast (16
+        features) and scores 1.3-2 times as fast.
     mixing : {"lu", "alternate", "reverse", "random"}, default="lu"
         How features are mixed between layers: a learned LU-parametrised
         invertible linear map (as in the paper), nothing beyond alternating
@@ -231,7 +239,7 @@ class SplineFlowDensity(BaseFlowDensity):
         tail_bound=3.0,
         hidden_dims=(64, 64),
         activation="auto",
-        architecture="coupling",
+        architecture="autoregressive",
         mixing="lu",
         max_iter=500,
         batch_size="auto",

@@ -26,8 +26,8 @@ def _correlated(n=600, seed=0):
 TRAINED = [
     FerumalFlowDensity(max_iter=40, random_state=0),
     RealNVPDensity(max_iter=40, random_state=0),
+    SplineFlowDensity(architecture="coupling", max_iter=40, random_state=0),
     SplineFlowDensity(max_iter=40, random_state=0),
-    SplineFlowDensity(architecture="autoregressive", max_iter=40, random_state=0),
 ]
 if hasattr(skflow, "TransformerFlowDensity"):
     TRAINED.append(skflow.TransformerFlowDensity(max_iter=20, random_state=0))

@@ -342,7 +342,7 @@ def test_parameters_change_the_model(iris):
     n_params = {
         "defaults": clone(base).fit(iris).n_parameters_,
         "bins": clone(base).set_params(n_bins=4).fit(iris).n_parameters_,
-        "autoregressive": clone(base).set_params(architecture="autoregressive").fit(iris).n_parameters_,
+        "coupling": clone(base).set_params(architecture="coupling").fit(iris).n_parameters_,
     }
     assert len(set(n_params.values())) == 3
     wide = clone(base).set_params(tail_bound=10.0).fit(iris)
