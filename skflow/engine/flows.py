@@ -107,12 +107,12 @@ def neural_spline_flow(
     n_bins: int = 8,
     tail_bound: float = 3.0,
     hidden_dims: tuple[int, ...] = (64, 64),
-    architecture: str = "coupling",
+    architecture: str = "autoregressive",
     mixing: str = "lu",
     activation: str = "auto",
     generator: torch.Generator | None = None,
 ) -> list[Transform]:
-    """Neural spline flow: rational-quadratic splines, coupling or autoregressive (arXiv 1906.04032).
+    """Neural spline flow: rational-quadratic splines, autoregressive or coupling (arXiv 1906.04032).
 
     ``activation="auto"``: GELU in the coupling conditioners, ReLU in the MADEs.
     """
