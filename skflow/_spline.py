@@ -90,12 +90,13 @@ class SplineFlowDensity(BaseFlowDensity):
     architecture : {"autoregressive", "coupling"}, default="autoregressive"
         How the spline parameters are conditioned (see above).  On UCI
         density sets the defaults were not tuned on (kin8nm and MAGIC gamma
-        at 500 and 2000 training rows) the autoregressive flow scored 0.21-0.32
-        nats per held-out row above the coupling flow and above zuko's
-        autoregressive NSF; on protein it scored 0.18-0.40 below the
-        coupling flow, and on the quality benchmark's 19 rows they are
-        level (mean -0.006).  ``"coupling"`` samples 4-5 times as fast (16
-        features) and scores 1.3-2 times as fast.
+        at 500 and 2000 training rows, two training draws) the
+        autoregressive flow scored 0.18-0.49 nats per held-out row above
+        the coupling flow (and 0.10-0.84 above zuko's autoregressive NSF);
+        on protein it scored 0.04-0.69 below the coupling flow, and on the
+        quality benchmark's 19 rows they are level (mean -0.006).
+        ``"coupling"`` samples 4-5 times as fast (16 features) and scores
+        1.3-2 times as fast.
     mixing : {"lu", "alternate", "reverse", "random"}, default="lu"
         How features are mixed between layers: a learned LU-parametrised
         invertible linear map (as in the paper), nothing beyond alternating
