@@ -51,7 +51,11 @@ def test_named_flows_are_exact(builder, features):
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh"])
 @pytest.mark.parametrize(
     "builder, kwargs",
-    [(real_nvp_flow, {}), (neural_spline_flow, {"architecture": "coupling"}), (neural_spline_flow, {})],
+    [
+        (real_nvp_flow, {}),
+        (neural_spline_flow, {"architecture": "coupling"}),
+        (neural_spline_flow, {"architecture": "autoregressive"}),
+    ],
     ids=["realnvp", "spline-coupling", "spline-autoregressive"],
 )
 def test_every_activation_builds_an_exact_flow(builder, kwargs, activation):
