@@ -108,7 +108,9 @@ def split(y: np.ndarray, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarr
 def normality(method, X_train, X_test, same_rows, detector_params, members=None) -> np.ndarray:
     """Scores of ``X_test`` (higher = more normal) after fitting on ``X_train``.
 
-    For a detector, ``members`` (a list) receives each member's scores.
+    For a detector, ``members`` (a dict) receives each member's scores:
+    ``"member"`` the estimators', ``"neighbors"`` the neighbour densities'
+    (empty with ``n_neighbors=None``).
     """
     if method in DETECTORS:
         name = DETECTORS[method]
@@ -116,7 +118,8 @@ def normality(method, X_train, X_test, same_rows, detector_params, members=None)
         det = DensityOutlierDetector(estimator, random_state=0, **detector_params).fit(X_train)
         if members is not None:
             Z = det.preprocessor_.transform(X_test)
-            members.extend(est.score_samples(Z) for est in det.estimators_)
+            members["member"] = [est.score_samples(Z) for est in det.estimators_]
+            members["neighbors"] = [knn.score_samples(Z) for knn in det.neighbor_densities_]
         return det.score_samples(X_test)
     pre = _TabularPreprocessor(dequantize=False).fit(X_train)
     Z_train, Z_test = pre.transform(X_train), pre.transform(X_test)
@@ -150,13 +153,14 @@ def run_cell(name, protocol, seed, method, detector_params, members_dir=None) ->
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     X, y = load_anomaly(name)
     train, test = split(y, protocol, seed)
-    members = [] if members_dir is not None and method in DETECTORS else None
+    members = {} if members_dir is not None and method in DETECTORS else None
     tic = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scores = normality(method, X[train], X[test], protocol == "all", detector_params, members)
     if members is not None:
-        np.savez(Path(members_dir) / f"{method}__{name}__{protocol}{seed}.npz", member=np.array(members), y=y[test])
+        path = Path(members_dir) / f"{method}__{name}__{protocol}{seed}.npz"
+        np.savez(path, y=y[test], **{key: np.array(value) for key, value in members.items()})
     auc, ap = evaluate(y[test], scores)
     return dict(set=name, protocol=protocol, seed=seed, method=method, roc_auc=auc, ap=ap,
                 seconds=time.perf_counter() - tic)  # fmt: skip

@@ -15,7 +15,9 @@ same cells in seconds::
 A spec is ``+``-joined ``RUN/METHOD[slice]`` terms (``RUN`` a subdirectory,
 ``METHOD`` the benchmark's method name, ``slice`` a Python slice of the
 members); the ensemble's score is the mean of the chosen members'
-log-densities, as in the detector.  Only cells present for every term are
+log-densities, as in the detector: where every run saved the members'
+nearest-neighbour densities (``n_neighbors`` set), the mean of the chosen
+estimators' mean and the same members' neighbour densities' mean.  Only cells present for every term are
 compared, and the table gives the mean ROC-AUC and AP per protocol (split
 seeds averaged per set first, as in ``benchmarks.anomaly``).
 """
@@ -62,14 +64,21 @@ def combine(root: Path, spec: str) -> dict[str, dict[str, tuple[float, float]]]:
     common = sorted(set.intersection(*(set(a) for a in available)))
     per_set = defaultdict(lambda: defaultdict(list))
     for cell in common:
-        members, y = [], None
+        members, neighbors, y = [], [], None
         for (_, _, part), paths in zip(terms, available):
             data = np.load(paths[cell])
             members.append(data["member"][part])
+            if neighbors is not None and data.get("neighbors", np.empty(0)).size:
+                neighbors.append(data["neighbors"][part])
+            else:
+                neighbors = None
             y = data["y"]
         name, protocol_seed = cell.split("__")
         protocol = protocol_seed.rstrip("0123456789")
-        per_set[protocol][name].append(evaluate(y, np.concatenate(members).mean(axis=0)))
+        score = np.concatenate(members).mean(axis=0)
+        if neighbors is not None:
+            score = 0.5 * (score + np.concatenate(neighbors).mean(axis=0))
+        per_set[protocol][name].append(evaluate(y, score))
     return {p: {s: tuple(np.mean(v, axis=0)) for s, v in sets.items()} for p, sets in per_set.items()}
 
 

@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, St
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, has_fit_parameter, validate_data
 from threadpoolctl import threadpool_limits
 
+from ._neighbors import _KNeighborsDensity
 from ._preprocessing import _quantile, _TabularPreprocessor
 
 __all__ = ["DensityOutlierDetector"]
@@ -79,8 +80,9 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
 
     Rows of low estimated density are outliers.  The detector robust-
     standardises the data, dequantises discrete columns, fits
-    ``n_estimators`` clones of ``estimator`` on random subsamples and scores a
-    row by the mean of their log-densities.  It follows the conventions of
+    ``n_estimators`` clones of ``estimator`` on random subsamples, and a
+    nearest-neighbour density on each subsample, and scores a row by the
+    mean of their log-densities.  It follows the conventions of
     :class:`~sklearn.ensemble.IsolationForest`: :meth:`predict` returns +1
     for inliers and -1 for outliers, :meth:`score_samples` is higher for
     more normal rows, and :meth:`decision_function` is
@@ -130,6 +132,25 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
        on clean rows (5 splits), 0.908 vs 0.911 and 0.713 vs 0.732.
        Trimming every member instead costs more on clean rows (split 0:
        0.904 / 0.689 against 0.908 / 0.740): their tails are lost.
+    6. **A nearest-neighbour density beside the estimators**: each
+       member's rows also give a k-nearest-neighbour density estimate
+       (Loftsgaarden and Quesenberry, 1965), ``log p(x) = log(k / n) -
+       log V_d - d log r_k(x)`` with ``r_k(x)`` the distance to the ``k``-th
+       nearest of the member's ``n`` rows, ``V_d`` the volume of the unit
+       ball and ``k = round(sqrt(n))`` (``n_neighbors="auto"``).  The score
+       is the mean of two log-densities: the estimators' mean and the
+       neighbour densities' mean.  The two fail in different places.  A
+       flow scores a compact cluster of anomalies as typical once it has
+       learnt it; a neighbour density does not while the cluster holds
+       fewer than ``k`` of a member's rows, and subsampling thins it.  A
+       neighbour density is poor in many dimensions, where the flow is
+       strong.  On the 20 ODDS sets, against the flows alone: fit on all
+       rows, mean ROC-AUC 0.861 vs 0.841 and average precision 0.510 vs
+       0.497 (wine 0.65 -> 0.83, cardio 0.76 -> 0.88, satellite 0.75 ->
+       0.79; letter 0.86 -> 0.83, optdigits 0.68 -> 0.65); fit on clean
+       rows (5 splits), 0.909 vs 0.908 and 0.707 vs 0.713 (cardio 0.88 ->
+       0.93; letter 0.92 -> 0.89, optdigits 0.94 -> 0.91).  It adds
+       about 5% to the fit and score time.
 
     Read more in the :ref:`User Guide <user_guide>`.
 
@@ -161,6 +182,12 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         ``min(512, n_samples)``; an int (at least 2): that many rows (all
         rows if there are fewer); a float in ``(0, 1]``: that fraction of
         the rows (at least 2).
+    n_neighbors : "auto", int or None, default="auto"
+        Neighbours ``k`` of the nearest-neighbour density fitted beside each
+        member (step 6 above): ``"auto"`` is ``round(sqrt(n))`` for a
+        member of ``n`` rows (23 at ``max_samples=512``), an int is that
+        ``k`` (at most ``n``).  ``None`` leaves it out: the score is then the
+        estimators' mean log-density alone.
     dequantize : bool, default=True
         Add uniform noise of one grid step to the discrete columns of the
         training rows (step 3 above).  An estimator that memorises its
@@ -193,6 +220,10 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         The first fitted clone of ``estimator``.
     estimators_ : list of estimators
         All ``n_estimators`` fitted clones.
+    neighbor_densities_ : list
+        The nearest-neighbour density of each member's rows (empty when
+        ``n_neighbors=None``); each has ``score_samples`` and the fitted
+        ``n_neighbors_``.
     offset_ : float
         Threshold on :meth:`score_samples`: rows scoring below it are
         outliers; ``decision_function = score_samples - offset_``.
@@ -228,7 +259,12 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
     -----
     :meth:`score_samples` is the mean log-density of the *preprocessed*
     rows (robust-standardised units, constant columns dropped), a score
-    for ranking rows rather than the density of the input.  Deviations in a
+    for ranking rows rather than the density of the input; with
+    ``n_neighbors`` set, it averages the estimators' and the neighbour
+    densities' means.  A training row is among its own nearest neighbours
+    when scored, which raises its neighbour density a little: the scores of
+    the training rows (and ``offset_``) are comparable with each other,
+    and a little higher than those of new rows like them.  Deviations in a
     feature that was constant during training are ignored.
 
     A density ranks a compact cluster of anomalies as typical when the
@@ -259,6 +295,10 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
        (uniform dequantisation).
     .. [3] J. W. Tukey, "Exploratory Data Analysis", Addison-Wesley, 1977
        (the fences of the box plot).
+    .. [4] D. O. Loftsgaarden, C. P. Quesenberry, "A nonparametric estimate
+       of a multivariate density function", Annals of Mathematical
+       Statistics 36(3), 1965 (the nearest-neighbour density and its
+       ``k = sqrt(n)``).
 
     Examples
     --------
@@ -284,6 +324,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
             Interval(RealNotInt, 0, 1, closed="right"),
         ],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
+        "n_neighbors": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
         "dequantize": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -297,6 +338,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         n_estimators=5,
         max_samples="auto",
         trim_fraction=0.1,
+        n_neighbors="auto",
         dequantize=True,
         n_jobs=None,
         random_state=None,
@@ -306,6 +348,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.trim_fraction = trim_fraction
+        self.n_neighbors = n_neighbors
         self.dequantize = dequantize
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -374,7 +417,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         subsets = [every]
         if self.trim_fraction > 0 and self.n_estimators > 1:
             subsets.append(self._typical_rows(Z, w, rng))
-        estimators = self._fit_ensemble(base, preprocessor, Z, w, subsets, max_samples, rng)
+        estimators, neighbors = self._fit_ensemble(base, preprocessor, Z, w, subsets, max_samples, rng)
 
         self.preprocessor_ = preprocessor
         self.support_ = preprocessor.support_
@@ -384,6 +427,7 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         self.max_samples_ = max_samples
         self.estimators_ = estimators
         self.estimator_ = estimators[0]
+        self.neighbor_densities_ = neighbors
         # The threshold comes from the rows as they are scored (no noise), so
         # that fit(X).predict(X) == fit_predict(X) flags the requested share.
         scores = self._finite(self._mean_log_density(Z))[:, None]
@@ -410,12 +454,14 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         return kept if kept.size >= 2 else np.arange(Z.shape[0])
 
     def _fit_ensemble(self, base, preprocessor, Z, w, subsets, max_samples, rng):
-        """Fit ``n_estimators`` clones; member ``i`` draws ``max_samples`` rows of ``subsets[i % len(subsets)]``.
+        """Fit ``n_estimators`` clones, member ``i`` on ``max_samples`` rows of ``subsets[i % len(subsets)]``.
 
-        Subsamples, noise and seeds are drawn here, in order, so the result
-        does not depend on ``n_jobs``.
+        Returns the fitted clones and the nearest-neighbour densities of
+        the same noisy rows (none when ``n_neighbors`` is None).  Subsamples,
+        noise and seeds are drawn here, in order, so the result does not
+        depend on ``n_jobs``.
         """
-        jobs = []
+        jobs, neighbor_densities = [], []
         for i in range(self.n_estimators):
             candidates = subsets[i % len(subsets)]
             if max_samples >= candidates.size:
@@ -424,9 +470,14 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
                 rows_i = np.sort(rng.choice(candidates, max_samples, replace=False))
             noisy = Z[rows_i] + preprocessor.dequantization_noise(rows_i.size, rng)
             estimator = _seed_all(clone(base), rng)
-            jobs.append((estimator, noisy, None if w is None else w[rows_i]))
+            weight = None if w is None else w[rows_i]
+            jobs.append((estimator, noisy, weight))
+            if self.n_neighbors is not None:
+                knn = _KNeighborsDensity(self.n_neighbors)
+                neighbor_densities.append(knn.fit(noisy, sample_weight=weight))
         parallel = effective_n_jobs(self.n_jobs) > 1
-        return Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(*job, parallel) for job in jobs)
+        estimators = Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(*job, parallel) for job in jobs)
+        return estimators, neighbor_densities
 
     def _preprocessed(self, X):
         return self.preprocessor_._standardised(X)
@@ -436,10 +487,18 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         scores = Parallel(n_jobs=self.n_jobs)(
             delayed(_score_member)(estimator, Z, parallel) for estimator in self.estimators_
         )
-        return np.mean(scores, axis=0)
+        flows = np.mean(scores, axis=0)
+        if not self.neighbor_densities_:
+            return flows
+        # The two kinds of density count equally: the mean of their mean log-densities.
+        neighbors = np.mean([knn.score_samples(Z) for knn in self.neighbor_densities_], axis=0)
+        return 0.5 * (flows + neighbors)
 
     def score_samples(self, X):
         """Mean log-density of the preprocessed rows: higher is more normal.
+
+        With ``n_neighbors`` set (the default), the mean of the estimators'
+        mean log-density and the neighbour densities' mean.
 
         Parameters
         ----------
@@ -449,8 +508,9 @@ class DensityOutlierDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            Mean over the estimators of the log-density of each
-            robust-standardised row (``-inf`` where the density underflows).
+            Mean over the estimators (and the neighbour densities) of the
+            log-density of each robust-standardised row (``-inf`` where a
+            density underflows).
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)

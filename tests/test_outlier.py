@@ -146,7 +146,14 @@ def test_ensemble_subsamples_and_seeds(rng):
     assert len(seeds) == 3 and all(isinstance(s, (int, np.integer)) for s in seeds)
     Z = det._preprocessed(X)
     members = [est.score_samples(Z) for est in det.estimators_]
-    np.testing.assert_allclose(det.score_samples(X), np.mean(members, axis=0))
+    # n_neighbors="auto": each member's rows also give a k-NN density, k = round(sqrt(50)).
+    assert [knn.n_neighbors_ for knn in det.neighbor_densities_] == [7, 7, 7]
+    neighbors = [knn.score_samples(Z) for knn in det.neighbor_densities_]
+    expected = (np.mean(members, axis=0) + np.mean(neighbors, axis=0)) / 2
+    np.testing.assert_allclose(det.score_samples(X), expected)
+    flows_only = clone(det).set_params(n_neighbors=None).fit(X)
+    assert flows_only.neighbor_densities_ == []
+    np.testing.assert_allclose(flows_only.score_samples(X), np.mean(members, axis=0))
     assert DensityOutlierDetector(KernelDensity(), max_samples=0.25).fit(X).max_samples_ == 50
     assert DensityOutlierDetector(KernelDensity(), max_samples=10_000).fit(X).max_samples_ == 200
 
@@ -320,10 +327,16 @@ def test_robust_members_unmask_a_cluster_of_anomalies(rng):
     # reading): a KDE fitted to all rows gives them a mode of their own.
     X = np.vstack([rng.normal(size=(300, 2)), [6.0, 6.0] + 0.01 * rng.normal(size=(10, 2))])
     y = np.r_[np.zeros(300, int), np.ones(10, int)]
-    plain = roc_auc_score(y, -kde_detector(n_estimators=2, trim_fraction=0.0).fit(X).score_samples(X))
-    robust = roc_auc_score(y, -kde_detector(n_estimators=2).fit(X).score_samples(X))
-    assert plain < 0.9
-    assert robust == 1.0
+
+    def auc(**params):
+        return roc_auc_score(y, -kde_detector(n_estimators=2, **params).fit(X).score_samples(X))
+
+    assert auc(trim_fraction=0.0, n_neighbors=None) < 0.9
+    assert auc(n_neighbors=None) == 1.0
+    # The k-NN density alone unmasks it too: its k = round(sqrt(310)) = 18
+    # neighbours reach past the ten rows.  With k below the cluster's size it cannot.
+    assert auc(trim_fraction=0.0) == 1.0
+    assert auc(trim_fraction=0.0, n_neighbors=5) < 0.9
 
 
 @parametrize_with_checks([_TabularPreprocessor()])
