@@ -115,7 +115,7 @@ def normality(method, X_train, X_test, same_rows, detector_params, members=None)
     if method in DETECTORS:
         name = DETECTORS[method]
         estimator = None if name is None else getattr(skflow, name)()
-        det = DensityOutlierDetector(estimator, random_state=0, **detector_params).fit(X_train)
+        det = DensityOutlierDetector(estimator, **{"random_state": 0, **detector_params}).fit(X_train)
         if members is not None:
             Z = det.preprocessor_.transform(X_test)
             members["member"] = [est.score_samples(Z) for est in det.estimators_]

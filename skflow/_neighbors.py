@@ -28,8 +28,8 @@ class _KNeighborsDensity(BaseEstimator):
     distance to its ``k``-th nearest training row), whose volume is
     ``V_d r_k(x)^d``.  A ``sample_weight`` counts repetitions of a row: ``n``
     is the total weight and ``r_k`` the smallest radius holding a weight of
-    ``k``.  ``"auto"`` takes ``k = round(sqrt(n))``, the rate under which the estimate is consistent
-    (``k -> inf``, ``k / n -> 0``) that the authors propose.
+    ``k``.  ``"auto"`` takes ``k = round(sqrt(n))``, the rate the authors
+    propose; the estimate is consistent when ``k -> inf`` and ``k / n -> 0``.
 
     The estimate is not normalised (its integral diverges in the tails) and
     not smooth; the detector uses it as a score.  A training row is its own
@@ -53,7 +53,7 @@ class _KNeighborsDensity(BaseEstimator):
         # Weights count rows: weight w is w repetitions of the row.
         total = float(n if weight is None else weight.sum())
         k = max(1, round(math.sqrt(total))) if self.n_neighbors == "auto" else self.n_neighbors
-        self.n_neighbors_ = min(k, total)
+        self.n_neighbors_ = min(k, n) if weight is None else min(k, total)
         self.weight_ = weight
         self.neighbors_ = NearestNeighbors().fit(X)
         # log(k / n) - log V_d, V_d = pi^(d/2) / Gamma(d/2 + 1) the volume of the unit d-ball.
