@@ -128,9 +128,10 @@ fig.tight_layout()
 #   it with a few splits on its subsamples of 256 rows), so that member
 #   gives it a very low density.  And beside each flow it keeps a
 #   k-nearest-neighbour density of the same rows (``n_neighbors="auto"``,
-#   :math:`k = \sqrt{n}`, here 21 neighbours): the ball holding 21 rows
-#   around a point of the cluster must reach past its 10 rows, so the
-#   neighbour density sees it as sparse.  Each of the four densities
+#   :math:`k = \sqrt{n}`: 21 neighbours among all 430 rows, 20 among the
+#   387 the forest keeps): the ball holding 20 rows around a point of the
+#   cluster must reach past its 10 rows, so the neighbour density sees it
+#   as sparse.  Each of the four densities
 #   behind the score (two flows, two neighbour densities; the second of
 #   each pair fitted without the rows the forest isolates first) puts the
 #   cluster this many nats above (+, masked) or below (-, seen) the
