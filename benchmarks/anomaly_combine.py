@@ -17,9 +17,10 @@ A spec is ``+``-joined ``RUN/METHOD[slice]`` terms (``RUN`` a subdirectory,
 members); the ensemble's score is the mean of the chosen members'
 log-densities, as in the detector: where every run saved the members'
 nearest-neighbour densities (``n_neighbors`` set), the mean of the chosen
-estimators' mean and the same members' neighbour densities' mean.  Only cells present for every term are
-compared, and the table gives the mean ROC-AUC and AP per protocol (split
-seeds averaged per set first, as in ``benchmarks.anomaly``).
+estimators' mean and the same members' neighbour densities' mean.  Only
+cells present for every term are compared, and the table gives the mean
+ROC-AUC and AP per protocol (split seeds averaged per set first, as in
+``benchmarks.anomaly``).
 """
 
 from __future__ import annotations

@@ -131,11 +131,11 @@ fig.tight_layout()
 #   :math:`k = \sqrt{n}`: 21 neighbours among all 430 rows, 20 among the
 #   387 the forest keeps): the ball holding 20 rows around a point of the
 #   cluster must reach past its 10 rows, so the neighbour density sees it
-#   as sparse.  Each of the four densities
-#   behind the score (two flows, two neighbour densities; the second of
-#   each pair fitted without the rows the forest isolates first) puts the
-#   cluster this many nats above (+, masked) or below (-, seen) the
-#   inliers' 5th percentile of that same density:
+#   as sparse.  Each of the four densities behind the score (two flows,
+#   two neighbour densities; the second of each pair fitted without the
+#   rows the forest isolates first) puts the cluster this many nats above
+#   (+, masked) or below (-, seen) the inliers' 5th percentile of that
+#   same density:
 
 det = detectors["DensityOutlierDetector"]
 rows = det.preprocessor_.transform(X)  # what the members see

@@ -333,8 +333,9 @@ def test_robust_members_unmask_a_cluster_of_anomalies(rng):
 
     assert auc(trim_fraction=0.0, n_neighbors=None) < 0.9
     assert auc(n_neighbors=None) == 1.0
-    # The k-NN density alone unmasks it too: its k = round(sqrt(310)) = 18
-    # neighbours reach past the ten rows.  With k below the cluster's size it cannot.
+    # Without the robust members, the k-NN densities beside the KDEs unmask
+    # it too: their k = round(sqrt(310)) = 18 neighbours reach past the ten
+    # rows.  With k below the cluster's size they cannot.
     assert auc(trim_fraction=0.0) == 1.0
     assert auc(trim_fraction=0.0, n_neighbors=5) < 0.9
 
