@@ -69,7 +69,7 @@ def combine(root: Path, spec: str) -> dict[str, dict[str, tuple[float, float]]]:
         for (_, _, part), paths in zip(terms, available):
             data = np.load(paths[cell])
             members.append(data["member"][part])
-            if neighbors is not None and data.get("neighbors", np.empty(0)).size:
+            if neighbors is not None and "neighbors" in data.files and data["neighbors"].size:
                 neighbors.append(data["neighbors"][part])
             else:
                 neighbors = None

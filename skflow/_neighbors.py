@@ -59,7 +59,6 @@ class _KNeighborsDensity(BaseEstimator):
         # log(k / n) - log V_d, V_d = pi^(d/2) / Gamma(d/2 + 1) the volume of the unit d-ball.
         log_unit_ball = d / 2 * math.log(math.pi) - gammaln(d / 2 + 1)
         self.log_constant_ = math.log(self.n_neighbors_ / total) - log_unit_ball
-        self.min_radius_ = 0.0
         median = float(_quantile(self._radius(X)[:, None], 0.5, weight)[0])
         self.min_radius_ = _MIN_RADIUS_FRACTION * median if median > 0 else np.finfo(np.float64).tiny
         return self
@@ -69,7 +68,7 @@ class _KNeighborsDensity(BaseEstimator):
         k, n = self.n_neighbors_, self.neighbors_.n_samples_fit_
         if self.weight_ is None:
             distances, _ = self.neighbors_.kneighbors(X, n_neighbors=int(k))
-            return np.maximum(distances[:, -1], self.min_radius_)
+            return distances[:, -1]
         # Widen the search until every row's nearest neighbours hold weight k (all n rows do).
         queried = min(math.ceil(k), n)
         while True:
@@ -78,10 +77,10 @@ class _KNeighborsDensity(BaseEstimator):
             if held[:, -1].all() or queried == n:
                 # Rows that never reach k (rounding, at queried == n) take the farthest row.
                 first = np.where(held[:, -1], held.argmax(axis=1), queried - 1)
-                return np.maximum(distances[np.arange(X.shape[0]), first], self.min_radius_)
+                return distances[np.arange(X.shape[0]), first]
             queried = min(2 * queried, n)
 
     def score_samples(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self.log_constant_ - X.shape[1] * np.log(self._radius(X))
+        return self.log_constant_ - X.shape[1] * np.log(np.maximum(self._radius(X), self.min_radius_))
