@@ -163,6 +163,8 @@ def test_optimiser_state_is_kept_between_calls(how):
     # The optimiser still drives the estimator's own (not a copy's) parameters.
     trained = {id(p) for p in est.flow_.parameters()}
     assert {id(p) for p in est._trainer.optimizer.params} <= trained
+    # The fitted flow carries no gradients (they would double what a pickle holds).
+    assert all(p.grad is None for p in est.flow_.parameters())
 
 
 def _blobs(n=400, seed=0):

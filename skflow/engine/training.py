@@ -123,9 +123,9 @@ class Trainer:
         loss = -log_prob.mean() if wb is None else -(wb * log_prob).sum() / wb.sum()
         if not torch.isfinite(loss):
             return None
-        self.optimizer.zero_grad()
+        self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.optimizer.params, MAX_GRAD_NORM, foreach=True)
+        norm = self.optimizer.clip_grad_norm_(MAX_GRAD_NORM)
         if not torch.isfinite(norm):
             return None
         self.optimizer.step()
@@ -178,6 +178,7 @@ class Trainer:
         best_state = self._snapshot()
         no_change = 0
         self.model.train()
+        self.optimizer.bind()
         try:
             for epoch in range(1, max_iter + 1):
                 tic = time.perf_counter()
@@ -227,6 +228,8 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             result.status = TrainingStatus.INTERRUPTED
+        finally:
+            self.optimizer.unbind()  # the fitted model keeps no gradients
         self.model.load_state_dict(best_state)
         self.model.eval()
         return result

@@ -240,6 +240,57 @@ def test_adamw_matches_torch_adamw(weight_decay):
     assert torch.equal(ours[2], frozen) and not torch.equal(ours[0], theirs[0])
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adamw_on_flat_buffers_matches_torch_adamw(weight_decay):
+    # Bound, parameters and gradients are views of flat buffers; the step, the clip and the
+    # parameters' values are those of torch's AdamW and clip_grad_norm_.
+    from skflow.engine.optim import AdamW
+
+    g = torch.Generator().manual_seed(1)
+    ours = [torch.nn.Parameter(torch.randn(5, 3, generator=g, dtype=D)) for _ in range(2)]
+    ours.append(torch.nn.Parameter(torch.randn(4, generator=g, dtype=D)))
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    opt_ours = AdamW(ours, lr=0.01, weight_decay=weight_decay)
+    opt_theirs = torch.optim.AdamW(theirs, lr=0.01, weight_decay=weight_decay)
+    opt_ours.bind()
+    assert len({p.untyped_storage().data_ptr() for p in ours}) == 1
+    seen = []
+    for step in range(30):
+        opt_ours.zero_grad(set_to_none=False)
+        opt_theirs.zero_grad()
+        norms = []
+        for params, clip in ((ours, opt_ours.clip_grad_norm_),
+                             (theirs, lambda m: torch.nn.utils.clip_grad_norm_(theirs, m))):
+            sum((p**3).sum() for p in params).backward()
+            norms.append(clip(48.5))  # clips in some steps, not in others
+        torch.testing.assert_close(norms[0], norms[1], rtol=1e-12, atol=0)
+        seen.append(float(norms[0]))
+        assert opt_ours._flat_path()
+        opt_ours.step()
+        opt_theirs.step()
+    assert min(seen) < 48.5 < max(seen)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    values = [p.detach().clone() for p in ours]
+    opt_ours.unbind()
+    assert all(p.grad is None for p in ours)
+    assert all(torch.equal(p, v) for p, v in zip(ours, values))
+
+
+def test_adamw_steps_per_parameter_when_a_gradient_is_replaced():
+    # A gradient that is not a view of the flat buffer (here: set by hand) is not lost.
+    from skflow.engine.optim import AdamW
+
+    p = torch.nn.Parameter(torch.ones(3, dtype=D))
+    opt = AdamW([p], lr=0.1)
+    opt.bind()
+    opt.zero_grad(set_to_none=False)
+    p.grad = torch.ones(3, dtype=D)
+    assert not opt._flat_path()
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), 0.9, dtype=D))
+
+
 def test_kernel_density_is_the_equal_weight_isotropic_mixture():
     kde = _kernel_density()
     n, d = kde.points.shape
