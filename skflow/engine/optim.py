@@ -178,8 +178,8 @@ class AdamW:
             grads = [p.grad for p in params]
             first = params[0]
         if self._moments is None:
-            total = sum(self._numels())
-            self._moments = tuple(torch.zeros(total, dtype=first.dtype, device=first.device) for _ in range(2))
+            zeros = torch.zeros(sum(self._numels()), dtype=first.dtype, device=first.device)
+            self._moments = (zeros, zeros.clone())
         elif self._moments[0].dtype != first.dtype or self._moments[0].device != first.device:
             self._moments = tuple(m.to(first) for m in self._moments)
         if flat:
