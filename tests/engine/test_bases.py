@@ -83,6 +83,29 @@ def test_mixture_log_prob_matches_torch_distributions():
     torch.testing.assert_close(base.log_prob(z).detach(), expected, rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("d, k, block", [(3, 4, 64), (3, 4, 5), (5, 7, 1 << 15)])
+def test_mixture_log_prob_without_gradients_is_the_same_in_row_blocks(d, k, block, monkeypatch):
+    # Inference evaluates rows in blocks, in place; with gradients the whole batch at once.
+    # Blocks of several rows, of one row (K d above the block size), and a single block.
+    import skflow.engine.bases as bases
+
+    monkeypatch.setattr(bases, "MIXTURE_BLOCK_ELEMENTS", block)
+    base = _mixture(seed=4, d=d, k=k)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=base.logits.detach()),
+        torch.distributions.MultivariateNormal(base.means.detach(), scale_tril=base.scale_tril().detach()),
+    )
+    z = torch.cat([4 * torch.randn(203, d, generator=torch.Generator().manual_seed(2), dtype=D),
+                   torch.full((1, d), 1e4, dtype=D)])
+    with torch.no_grad():
+        blocked = base.log_prob(z)
+    torch.testing.assert_close(blocked, base.log_prob(z).detach(), rtol=1e-14, atol=1e-12)
+    torch.testing.assert_close(blocked, reference.log_prob(z), rtol=1e-12, atol=1e-10)
+    with torch.no_grad():
+        blocked32 = base.float().log_prob(z.float())
+    torch.testing.assert_close(blocked32.double(), reference.log_prob(z), rtol=1e-5, atol=1e-4)
+
+
 def test_student_t_log_prob_matches_torch_distributions():
     base = _student()
     reference = torch.distributions.StudentT(
@@ -289,6 +312,19 @@ def test_adamw_steps_per_parameter_when_a_gradient_is_replaced():
     assert not opt._flat_path()
     opt.step()
     torch.testing.assert_close(p.detach(), torch.full((3,), 0.9, dtype=D))
+
+
+@pytest.mark.parametrize("block", [50, 1, 1 << 17])
+def test_kernel_density_without_gradients_is_the_same_in_row_blocks(block, monkeypatch):
+    import skflow.engine.bases as bases
+
+    monkeypatch.setattr(bases, "KERNEL_DENSITY_BLOCK_ELEMENTS", block)
+    kde = _kernel_density()
+    z = torch.cat([4 * torch.randn(97, 2, generator=torch.Generator().manual_seed(3), dtype=D),
+                   torch.tensor([[30.0, -40.0]], dtype=D)])
+    with torch.no_grad():
+        blocked = kde.log_prob(z)
+    torch.testing.assert_close(blocked, kde.log_prob(z).detach(), rtol=1e-13, atol=1e-11)
 
 
 def test_kernel_density_is_the_equal_weight_isotropic_mixture():
