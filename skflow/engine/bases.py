@@ -53,6 +53,8 @@ _LOG_2PI = math.log(2 * math.pi)
 MIXTURE_BLOCK_ELEMENTS = 32768
 # ... and KernelDensityBase blocks of (rows, points) (larger: a loop step per row would cost more).
 KERNEL_DENSITY_BLOCK_ELEMENTS = 131072
+# Floor on x - max(x) inside a log-sum-exp (see _logsumexp_rows_): exp(-700) is a normal float64.
+_EXP_FLOOR = -700.0
 # Degrees of freedom stay above this: below 1 the Student-t has no mean and a
 # few latent rows would carry most of the likelihood gradient.
 MIN_DF = 1.0
@@ -70,6 +72,23 @@ _MIN_LOG_SCALE = math.log(1e-4)
 def standard_normal_log_prob(z: Tensor) -> Tensor:
     """Log density of ``N(0, I)``, one value per row."""
     return -0.5 * (z * z).sum(dim=-1) - 0.5 * z.shape[-1] * _LOG_2PI
+
+
+def _logsumexp_rows_(x: Tensor, out: Tensor) -> Tensor:
+    """``torch.logsumexp(x, dim=1)`` into ``out``, overwriting ``x``; terms far below the row's largest are floored.
+
+    ``x - max`` is floored at ``_EXP_FLOOR``: those terms contribute less
+    than 1e-304 of the largest one, and torch's vectorised ``exp`` takes a
+    slow path (2.5-6 times slower) where its result underflows, which is
+    most of a kernel density's terms at a point far from most of its data.
+    """
+    top = x.amax(dim=1, keepdim=True)
+    finite = torch.isfinite(top)
+    shift = torch.where(finite, top, 0.0)
+    torch.sum(x.sub_(shift).clamp_min_(_EXP_FLOOR).exp_(), dim=1, out=out)
+    out.log_().add_(shift.squeeze(1))
+    # Rows whose largest term is -inf, inf or NaN: that term is the answer, as for torch.logsumexp.
+    return torch.where(finite.squeeze(1), out, top.squeeze(1), out=out)
 
 
 class Base(nn.Module):
@@ -268,7 +287,7 @@ class KernelDensityBase(Base):
             block = z[start : start + rows]
             distance = torch.addmm(norms, block, points.T, alpha=-2.0)
             distance.add_(block.square().sum(dim=1, keepdim=True)).clamp_min_(0.0)
-            torch.logsumexp(distance.mul_(-0.5 / self.bandwidth**2), dim=1, out=out[start : start + rows])
+            _logsumexp_rows_(distance.mul_(-0.5 / self.bandwidth**2), out[start : start + rows])
         return out.sub_(log_norm)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

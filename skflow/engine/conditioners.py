@@ -9,12 +9,27 @@ The kernel-machine conditioner of the Ferumal flow lives in
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ACTIVATIONS", "MLP"]
 
 # Hidden-layer activations of the perceptron conditioners, by name.
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+def _activate_(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` for an activation module of :data:`ACTIVATIONS`, computed in place on ``x``."""
+    if isinstance(module, nn.GELU):
+        return torch.ops.aten.gelu_(x, approximate=module.approximate)
+    if isinstance(module, nn.ReLU):
+        return torch.relu_(x)
+    if isinstance(module, nn.SiLU):
+        return F.silu(x, inplace=True)
+    if isinstance(module, nn.Tanh):
+        return x.tanh_()
+    return module(x)
 
 
 def activation_module(name: str) -> nn.Module:
@@ -60,4 +75,10 @@ class MLP(nn.Module):
         self.network = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.network(x)
+        if torch.is_grad_enabled():
+            return self.network(x)
+        # Without gradients each activation overwrites the fresh output of the linear layer before
+        # it: one (rows, width) temporary fewer per hidden layer at inference.
+        for layer in self.network:
+            x = layer(x) if isinstance(layer, nn.Linear) else _activate_(layer, x)
+        return x

@@ -327,6 +327,17 @@ def test_kernel_density_without_gradients_is_the_same_in_row_blocks(block, monke
     torch.testing.assert_close(blocked, kde.log_prob(z).detach(), rtol=1e-13, atol=1e-11)
 
 
+def test_floored_logsumexp_matches_torch():
+    from skflow.engine.bases import _logsumexp_rows_
+
+    inf, nan = float("inf"), float("nan")
+    x = torch.tensor([[0.0, -1.0, -2.0], [-1e4, -2e4, -1e4 - 800.0], [-3.0, -inf, -inf],
+                      [-inf, -inf, -inf], [inf, 0.0, 1.0], [nan, 0.0, 1.0], [1e300, -1e300, 0.0]], dtype=D)
+    expected = torch.logsumexp(x, dim=1)
+    got = _logsumexp_rows_(x.clone(), torch.empty(x.shape[0], dtype=D))
+    torch.testing.assert_close(got, expected, rtol=1e-15, atol=0, equal_nan=True)
+
+
 def test_kernel_density_is_the_equal_weight_isotropic_mixture():
     kde = _kernel_density()
     n, d = kde.points.shape

@@ -248,3 +248,20 @@ def test_flow_sample_uses_local_generator_only():
     assert torch.equal(torch.random.get_rng_state(), state)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(flow.from_latent(flow.to_latent(a)), a)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh"])
+def test_mlp_without_gradients_matches_with_gradients(activation):
+    # Inference runs the activations in place; the values are the same, and the input is untouched.
+    from skflow.engine.conditioners import MLP
+
+    torch.manual_seed(0)
+    mlp = MLP(3, 4, (8, 8), activation=activation).double()
+    for p in mlp.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(20, 3, dtype=torch.float64)
+    before = x.clone()
+    with torch.no_grad():
+        fast = mlp(x)
+    torch.testing.assert_close(fast, mlp(x).detach(), rtol=0, atol=0)
+    assert torch.equal(x, before)
