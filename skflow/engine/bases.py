@@ -75,7 +75,7 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 
 def _logsumexp_rows_(x: Tensor, out: Tensor) -> Tensor:
-    """``torch.logsumexp(x, dim=1)`` into ``out``, overwriting ``x``; terms far below the row's largest are floored.
+    """``torch.logsumexp(x, dim=1)`` into ``out``, overwriting ``x``; far-below terms are floored.
 
     ``x - max`` is floored at ``_EXP_FLOOR``: those terms contribute less
     than 1e-304 of the largest one, and torch's vectorised ``exp`` takes a
