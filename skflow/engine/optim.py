@@ -79,6 +79,22 @@ class AdamW:
         self._flat_grad: Tensor | None = None
         self._grad_views: list[Tensor] = []
 
+    def __setstate__(self, state: dict) -> None:
+        # Pickled before the moments were flat: per-parameter lists (None where no step was taken).
+        if "exp_avg" in state:
+            first, second = state.pop("exp_avg"), state.pop("exp_avg_sq")
+            params = state["params"]
+            state["_moments"] = None
+            if any(m is not None for m in first):
+                state["_moments"] = tuple(
+                    torch.cat([(torch.zeros_like(p) if m is None else m).reshape(-1) for m, p in zip(ms, params)])
+                    for ms in (first, second)
+                )
+        state.setdefault("_flat", None)
+        state.setdefault("_flat_grad", None)
+        state.setdefault("_grad_views", [])
+        self.__dict__.update(state)
+
     # ----------------------------------------------------------- flat buffers
     def _numels(self) -> list[int]:
         return [p.numel() for p in self.params]

@@ -351,3 +351,20 @@ def test_kernel_density_is_the_equal_weight_isotropic_mixture():
     assert torch.isfinite(kde.log_prob(torch.tensor([[1e6, -1e6]], dtype=D))).all()
     with pytest.raises(ValueError, match="bandwidth"):
         KernelDensityBase(kde.points, 0.0)
+
+
+def test_adamw_loads_the_per_parameter_moments_of_older_pickles():
+    # Before the flat buffers, the moments were lists (None for a parameter without a step yet).
+    from skflow.engine.optim import AdamW
+
+    params = [torch.nn.Parameter(torch.ones(2, 2, dtype=D)), torch.nn.Parameter(torch.ones(3, dtype=D))]
+    old = {"params": params, "lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "steps": 3,
+           "exp_avg": [torch.full((2, 2), 0.5, dtype=D), None],
+           "exp_avg_sq": [torch.full((2, 2), 0.25, dtype=D), None]}
+    opt = AdamW.__new__(AdamW)
+    opt.__setstate__(old)
+    torch.testing.assert_close(opt.exp_avg[0], torch.full((2, 2), 0.5, dtype=D))
+    torch.testing.assert_close(opt.exp_avg_sq[1], torch.zeros(3, dtype=D))
+    (params[0].sum() + params[1].sum()).backward()
+    opt.step()
+    assert opt.steps == 4 and not torch.equal(params[1].detach(), torch.ones(3, dtype=D))
