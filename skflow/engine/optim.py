@@ -87,8 +87,8 @@ class AdamW:
             state["_moments"] = None
             if any(m is not None for m in first):
                 state["_moments"] = tuple(
-                    torch.cat([(torch.zeros_like(p) if m is None else m).reshape(-1) for m, p in zip(ms, params)])
-                    for ms in (first, second)
+                    torch.cat([(torch.zeros_like(p) if m is None else m).reshape(-1) for m, p in pairs])
+                    for pairs in (zip(first, params), zip(second, params))
                 )
         state.setdefault("_flat", None)
         state.setdefault("_flat_grad", None)
