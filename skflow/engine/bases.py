@@ -74,6 +74,14 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     return -0.5 * (z * z).sum(dim=-1) - 0.5 * z.shape[-1] * _LOG_2PI
 
 
+def _block_rows(z: Tensor, rows: int) -> int:
+    """Rows per block of an inference loop: ``rows`` (at least 1) on the CPU, all of ``z`` elsewhere.
+
+    Blocks keep a CPU's temporaries in cache; on a GPU they would only add kernel launches.
+    """
+    return max(1, rows) if z.device.type == "cpu" else max(1, z.shape[0])
+
+
 def _logsumexp_rows_(x: Tensor, out: Tensor) -> Tensor:
     """``torch.logsumexp(x, dim=1)`` into ``out``, overwriting ``x``; far-below terms are floored.
 
@@ -208,7 +216,7 @@ class GaussianMixtureBase(Base):
         # place: on 8192 rows of a 32-component mixture in 16-D, a fresh 32 MB temporary per operation
         # made the mixture cost as much as a six-layer flow.
         out = torch.empty(n, k, dtype=z.dtype, device=z.device)
-        rows = max(1, MIXTURE_BLOCK_ELEMENTS // (k * d))
+        rows = _block_rows(z, MIXTURE_BLOCK_ELEMENTS // (k * d))
         for start in range(0, n, rows):
             white = torch.mm(z[start : start + rows], factors).sub_(white_means)
             torch.sum(white.square_().view(-1, k, d), dim=-1, out=out[start : start + rows])
@@ -282,7 +290,7 @@ class KernelDensityBase(Base):
         # Without gradients, as GaussianMixtureBase: (rows, points) blocks that stay in cache,
         # updated in place, instead of several (8192, points) temporaries per chunk of rows.
         out = torch.empty(z.shape[0], dtype=z.dtype, device=z.device)
-        rows = max(1, KERNEL_DENSITY_BLOCK_ELEMENTS // n)
+        rows = _block_rows(z, KERNEL_DENSITY_BLOCK_ELEMENTS // n)
         for start in range(0, z.shape[0], rows):
             block = z[start : start + rows]
             distance = torch.addmm(norms, block, points.T, alpha=-2.0)

@@ -368,3 +368,11 @@ def test_adamw_loads_the_per_parameter_moments_of_older_pickles():
     (params[0].sum() + params[1].sum()).backward()
     opt.step()
     assert opt.steps == 4 and not torch.equal(params[1].detach(), torch.ones(3, dtype=D))
+
+
+def test_inference_blocks_only_on_the_cpu():
+    from skflow.engine.bases import _block_rows
+
+    assert _block_rows(torch.empty(1000, 3), 64) == 64
+    assert _block_rows(torch.empty(1000, 3), 0) == 1
+    assert _block_rows(torch.empty(1000, 3, device="meta"), 64) == 1000  # any other device: one block
