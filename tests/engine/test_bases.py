@@ -237,17 +237,22 @@ def test_trainer_keeps_its_optimiser_state_across_calls():
     assert all(not torch.equal(a, b) for a, b in zip(moments, trainer.optimizer.exp_avg))
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adamw_matches_torch_adamw(weight_decay):
-    # The multi-tensor update is torch.optim.AdamW's maths, step for step.
+def _adamw_and_torch_adamw(seed, weight_decay):
+    """Three parameters, their copies, skflow's AdamW on the first and torch's on the copies."""
     from skflow.engine.optim import AdamW
 
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     ours = [torch.nn.Parameter(torch.randn(5, 3, generator=g, dtype=D)) for _ in range(2)]
     ours.append(torch.nn.Parameter(torch.randn(4, generator=g, dtype=D)))
     theirs = [p.detach().clone().requires_grad_() for p in ours]
-    opt_ours = AdamW(ours, lr=0.01, weight_decay=weight_decay)
-    opt_theirs = torch.optim.AdamW(theirs, lr=0.01, weight_decay=weight_decay)
+    return (ours, theirs, AdamW(ours, lr=0.01, weight_decay=weight_decay),
+            torch.optim.AdamW(theirs, lr=0.01, weight_decay=weight_decay))
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adamw_matches_torch_adamw(weight_decay):
+    # The multi-tensor update is torch.optim.AdamW's maths, step for step.
+    ours, theirs, opt_ours, opt_theirs = _adamw_and_torch_adamw(0, weight_decay)
     for step in range(30):
         for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
             opt.zero_grad()
@@ -267,14 +272,7 @@ def test_adamw_matches_torch_adamw(weight_decay):
 def test_adamw_on_flat_buffers_matches_torch_adamw(weight_decay):
     # Bound, parameters and gradients are views of flat buffers; the step, the clip and the
     # parameters' values are those of torch's AdamW and clip_grad_norm_.
-    from skflow.engine.optim import AdamW
-
-    g = torch.Generator().manual_seed(1)
-    ours = [torch.nn.Parameter(torch.randn(5, 3, generator=g, dtype=D)) for _ in range(2)]
-    ours.append(torch.nn.Parameter(torch.randn(4, generator=g, dtype=D)))
-    theirs = [p.detach().clone().requires_grad_() for p in ours]
-    opt_ours = AdamW(ours, lr=0.01, weight_decay=weight_decay)
-    opt_theirs = torch.optim.AdamW(theirs, lr=0.01, weight_decay=weight_decay)
+    ours, theirs, opt_ours, opt_theirs = _adamw_and_torch_adamw(1, weight_decay)
     opt_ours.bind()
     assert len({p.untyped_storage().data_ptr() for p in ours}) == 1
     seen = []
