@@ -277,9 +277,11 @@ def test_auto_base_stacks_two_flows_and_a_cross_validated_mixture():
     assert names[2].startswith("Gaussian mixture (") and names[3].startswith("Gaussian mixture (")
     assert names[2] != names[3] and names[4].startswith("kernel density")
     assert names[5].startswith("Student-t (df ")
-    assert np.all(weights > 0) and weights.sum() == pytest.approx(1.0)
-    # flow_ is the trained flow with the larger weight.
-    assert weights[0] >= weights[1]
+    assert np.all(weights[2:] > 0) and weights.sum() == pytest.approx(1.0)
+    # Three Gaussian blobs: the flows do not beat the classical densities by the required 3 nats on the
+    # validation rows, so they are dropped (weight exactly 0) and the classical weights refitted alone.
+    assert weights[0] == weights[1] == 0.0
+    assert auto.n_parameters_ == sum(p.numel() for m in (auto.flow_, *auto._stack[1:]) for p in m.parameters())
     # The density is exactly the weighted sum of the components' densities.
     X_new = _blobs(200, seed=1)
     with torch.no_grad():

@@ -115,10 +115,11 @@ def test_fitted_attributes(est, iris):
     assert 1 <= model.n_iter_ <= model.max_iter
     assert len(model.loss_curve_) == model.n_iter_
     assert len(model.validation_scores_) == model.n_iter_
-    # base="auto": every stacked component counts (flow_ first).
+    # base="auto": every stacked component is listed (flow_ first); those of positive weight and flow_ count.
     parts = [model.flow_, *model._stack]
     assert len(parts) == len(model.stack_weights_) == len(model.stack_components_) >= 3
-    assert model.n_parameters_ == sum(p.numel() for m in parts for p in m.parameters() if p.requires_grad)
+    counted = [m for k, m in enumerate(parts) if k == 0 or model.stack_weights_[k] > 0]
+    assert model.n_parameters_ == sum(p.numel() for m in counted for p in m.parameters() if p.requires_grad)
     assert all(p.device.type == "cpu" and p.dtype == torch.float64 for m in parts for p in m.parameters())
     no_es = clone(est).set_params(early_stopping=False).fit(iris)
     assert no_es.validation_scores_ is None and no_es._stack == []

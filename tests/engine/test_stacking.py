@@ -131,3 +131,46 @@ def test_invalid_mixtures_are_rejected():
         DensityMixture(parts, torch.tensor([1.0, 1.0]))
     with pytest.raises(ValueError, match="non-negative"):
         DensityMixture(parts, torch.tensor([1.0, -1.0, 1.0]))
+
+
+def _gain(log_probs, optional, weight=None):
+    """Brute force: summed held-out log-likelihood of the best weights with minus without ``optional``."""
+    def best(columns):
+        w = stacking_weights(log_probs[:, columns], weight, prior=1.0)
+        row_weight = torch.ones(len(log_probs), dtype=D) if weight is None else weight / weight.mean()
+        return (row_weight * torch.logsumexp(log_probs[:, columns] + torch.log(w), dim=1)).sum().item()
+    return best(torch.arange(log_probs.shape[1])) - best(torch.nonzero(~optional).flatten())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_optional_components_must_earn_their_place(weighted):
+    shifted, mixture, student = _components()
+    optional = torch.tensor([False, False, True])
+    with torch.no_grad():
+        # Rows of the first two components: the Student-t adds nothing (its pseudo-row's weight even costs).
+        x = DensityMixture([shifted, mixture], torch.tensor([0.35, 0.65])).sample(300, torch.Generator().manual_seed(0))
+        log_probs = torch.stack([p.log_prob(x) for p in (shifted, mixture, student)], dim=1)
+    weight = torch.rand(300, generator=torch.Generator().manual_seed(1), dtype=D) + 0.5 if weighted else None
+    gain = _gain(log_probs, optional, weight)
+    assert abs(gain) < 3.0
+    full = stacking_weights(log_probs, weight, prior=1.0)
+    without = stacking_weights(log_probs[:, :2], weight, prior=1.0)
+    dropped = stacking_weights(log_probs, weight, prior=1.0, optional=optional, min_gain=gain + 1e-6)
+    assert dropped[2].item() == 0.0
+    torch.testing.assert_close(dropped[:2], without)
+    kept = stacking_weights(log_probs, weight, prior=1.0, optional=optional, min_gain=gain - 1e-6)
+    torch.testing.assert_close(kept, full)
+    assert kept[2] > 0
+    if weighted:  # row weights count relative to each other
+        torch.testing.assert_close(
+            stacking_weights(log_probs, 7.0 * weight, prior=1.0, optional=optional, min_gain=gain + 1e-6), dropped
+        )
+
+    # Rows far out in the tails only the Student-t explains: it gains hundreds of nats and stays.
+    far = torch.cat([x, torch.tensor([[40.0, -40.0], [-60.0, 30.0]], dtype=D)])
+    with torch.no_grad():
+        far_log_probs = torch.stack([p.log_prob(far) for p in (shifted, mixture, student)], dim=1)
+    assert _gain(far_log_probs, optional) > 100
+    assert stacking_weights(far_log_probs, prior=1.0, optional=optional, min_gain=3.0)[2] > 0
+    with pytest.raises(ValueError, match="must not be optional"):
+        stacking_weights(log_probs, optional=torch.ones(3, dtype=torch.bool), min_gain=3.0)
