@@ -257,9 +257,12 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
     chosen on the training rows.  A multivariate Student-t
     (:func:`fit_student_t`) is one of them: light-tailed components give
     rows far out in heavy tails almost no density, and a few such rows can
-    dominate a mean log-likelihood.  The flow with the larger
-    weight becomes ``flow_`` (what ``transform`` and further training use);
-    the returned state lists every component and its weight.
+    dominate a mean log-likelihood.  The flows stay only if they raise the
+    validation rows' log-likelihood by ``STACK_FLOW_MIN_GAIN`` nats;
+    otherwise their weights are 0.  The flow with the larger weight (or,
+    both dropped, the better one on the validation rows) becomes ``flow_``
+    (what ``transform`` and further training use); the returned state
+    lists every component and its weight.
     """
     columns = states[0]["_columns"]
     flow = states[0]["flow_"]

@@ -50,8 +50,12 @@ class RealNVPDensity(BaseFlowDensity):
         combination of them, of the two best Gaussian mixtures of a
         cross-validated search, in a few dimensions of a kernel density, and of
         a multivariate Student-t (heavy tails), with weights that maximise
-        the held-out log-likelihood (``stack_weights_``).  ``flow_`` (and
-        so ``transform``) is the flow with the larger weight.  Without early
+        the held-out log-likelihood (``stack_weights_``).  The flows must
+        earn their place: unless they raise the held-out rows' summed
+        log-likelihood by 3 nats (a likelihood-ratio test), their weights
+        are 0 and the classical densities are stacked alone.  ``flow_``
+        (and so ``transform``) is the flow with the larger weight (when
+        both are dropped, the one better on the held-out rows).  Without early
         stopping: one flow on the fitted start, chosen by BIC.  Early
         stopping scores the starting model too, so training replaces it
         only by something better on the held-out rows.
@@ -129,7 +133,8 @@ class RealNVPDensity(BaseFlowDensity):
     stack_weights_ : ndarray of shape (n_components_stacked,)
         Weights of the components of the fitted density (they sum to 1):
         ``flow_`` first, then the others of ``base="auto"``; ``[1.0]`` when
-        the density is ``flow_`` alone.
+        the density is ``flow_`` alone.  The flows' weights are 0 when they
+        did not gain enough on the held-out rows.
     stack_components_ : list of str
         What each weight of ``stack_weights_`` belongs to.
     best_score_ : float
@@ -140,7 +145,8 @@ class RealNVPDensity(BaseFlowDensity):
         Indices of the features that were constant in the training data;
         they are modelled as point masses (see :ref:`constant_features`).
     n_parameters_ : int
-        Number of trainable parameters (of every stacked component).
+        Number of trainable parameters of ``flow_`` and of every stacked
+        component of positive weight.
 
     See Also
     --------

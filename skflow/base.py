@@ -352,7 +352,8 @@ class BaseFlowDensity(
             for ``base="normal"``, the fitted mixture or Student-t
             otherwise.  With ``base="auto"`` the fitted density is a stack
             of which ``flow_`` is the flow with the larger weight (see
-            ``stack_weights_``).  Constant features (point masses) have
+            ``stack_weights_``; when the flows did not earn a place in
+            the stack, it is not part of the fitted density).  Constant features (point masses) have
             latent coordinate 0.
         """
         check_is_fitted(self)
