@@ -250,7 +250,8 @@ def test_float32_copy_is_made_once_per_fit_and_outside_the_estimator():
     (_, stacked), = [v for k, v in _FLOAT32_MODELS[model].items() if k]
     np.testing.assert_array_equal(model.score_samples(X), first)
     with torch.no_grad():
-        next(stacked.components[0].parameters()).add_(0.5)
+        for p in stacked.parameters():
+            p.add_(0.5)
     assert not np.allclose(model.score_samples(X), first)
     # A new fit (other rows) gets a new copy: float32 scores follow the exact ones of the new model.
     model.fit(X[::-1] * 2.0)
