@@ -308,15 +308,17 @@ def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, va
     if kde is not None:
         candidates.append(layerless(refit_kernel_density(kde, z_all, seed, weight_of(rows))))
     candidates.append(layerless(refit_student_t(student_t, z_all, seed, weight_of(rows))))
-    # flow_ is the flow with the larger weight; when both were dropped, the one better on the validation rows.
-    flow_scores = w[: len(states)] if w[: len(states)].any() else _mean_log_likelihood(log_probs[:, : len(states)], w_val)
+    # flow_ is the flow with the larger weight; both dropped, the one better on the validation rows.
+    n_flows = len(states)
+    flow_scores = w[:n_flows] if w[:n_flows].any() else _mean_log_likelihood(log_probs[:, :n_flows], w_val)
     primary = int(np.argmax(flow_scores))
     order = [primary, *(k for k in range(len(candidates)) if k != primary)]
     state = states[primary]
     state["stack_weights_"] = w[order]
     state["stack_components_"] = [names[k] for k in order]
     state["_stack"] = [candidates[k] for k in order[1:]]
-    state["n_parameters_"] = sum(n_parameters(c) for k, c in enumerate(candidates) if k == primary or w[k] > 0)
+    kept = [c for k, c in enumerate(candidates) if k == primary or w[k] > 0]
+    state["n_parameters_"] = sum(n_parameters(c) for c in kept)
     return state
 
 

@@ -282,7 +282,8 @@ def test_auto_base_stacks_two_flows_and_a_cross_validated_mixture():
     # Three Gaussian blobs: the flows do not beat the classical densities by the required 3 nats on the
     # validation rows, so they are dropped (weight exactly 0) and the classical weights refitted alone.
     assert weights[0] == weights[1] == 0.0
-    assert auto.n_parameters_ == sum(p.numel() for m in (auto.flow_, *auto._stack[1:]) for p in m.parameters())
+    counted = (auto.flow_, *auto._stack[1:])  # flow_ is always counted, the dropped flow is not
+    assert auto.n_parameters_ == sum(p.numel() for m in counted for p in m.parameters())
     # The density is exactly the weighted sum of the components' densities.
     X_new = _blobs(200, seed=1)
     with torch.no_grad():

@@ -93,7 +93,8 @@ def stacking_weights(
     w = _em_weights(log_probs, row_weight, prior, n_iter, tol)
     required = ~optional
     w_required = _em_weights(log_probs[:, required], row_weight, prior[required], n_iter, tol)
-    gain = _log_likelihood(log_probs, w, row_weight) - _log_likelihood(log_probs[:, required], w_required, row_weight)
+    with_all = _log_likelihood(log_probs, w, row_weight)
+    gain = with_all - _log_likelihood(log_probs[:, required], w_required, row_weight)
     if gain >= min_gain:
         return w
     w = torch.zeros_like(w)

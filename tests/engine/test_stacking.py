@@ -148,7 +148,8 @@ def test_optional_components_must_earn_their_place(weighted):
     optional = torch.tensor([False, False, True])
     with torch.no_grad():
         # Rows of the first two components: the Student-t adds nothing (its pseudo-row's weight even costs).
-        x = DensityMixture([shifted, mixture], torch.tensor([0.35, 0.65])).sample(300, torch.Generator().manual_seed(0))
+        mix = DensityMixture([shifted, mixture], torch.tensor([0.35, 0.65]))
+        x = mix.sample(300, torch.Generator().manual_seed(0))
         log_probs = torch.stack([p.log_prob(x) for p in (shifted, mixture, student)], dim=1)
     weight = torch.rand(300, generator=torch.Generator().manual_seed(1), dtype=D) + 0.5 if weighted else None
     gain = _gain(log_probs, optional, weight)
@@ -163,7 +164,8 @@ def test_optional_components_must_earn_their_place(weighted):
     assert kept[2] > 0
     if weighted:  # row weights count relative to each other
         torch.testing.assert_close(
-            stacking_weights(log_probs, 7.0 * weight, prior=1.0, optional=optional, min_gain=gain + 1e-6), dropped
+            stacking_weights(log_probs, 7.0 * weight, prior=1.0, optional=optional, min_gain=gain + 1e-6),
+            dropped,
         )
 
     # Rows far out in the tails only the Student-t explains: it gains hundreds of nats and stays.
