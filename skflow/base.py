@@ -353,8 +353,8 @@ class BaseFlowDensity(
             otherwise.  With ``base="auto"`` the fitted density is a stack
             of which ``flow_`` is the flow with the larger weight (see
             ``stack_weights_``; when the flows did not earn a place in
-            the stack, it is not part of the fitted density).  Constant features (point masses) have
-            latent coordinate 0.
+            the stack, it is not part of the fitted density).  Constant
+            features (point masses) have latent coordinate 0.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)

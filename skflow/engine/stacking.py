@@ -47,7 +47,8 @@ def stacking_weights(
     fitted without them.  Twice the gain is the likelihood-ratio statistic
     for those weights, so ``min_gain`` is half a chi-squared quantile (3.0:
     95 % with 2 degrees of freedom) when the components were not fitted on
-    these rows, a little less otherwise.
+    these rows; components tuned on them (e.g. early stopping) gain
+    optimistically, and deserve a larger ``min_gain``.
 
     Parameters
     ----------
