@@ -44,7 +44,9 @@ def fast_estimators(**extra):
 
 
 def estimator_id(est):
-    return type(est).__name__
+    """The class name, and the base distribution when it is not the default."""
+    base = getattr(est, "base", "auto")
+    return type(est).__name__ + ("" if base == "auto" else f"-{base}")
 
 
 SHARED_DATA = Path(os.environ.get("SKFLOW_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -22,11 +22,7 @@ parametrize = pytest.mark.parametrize("est", ESTIMATORS, ids=estimator_id)
 # weights are 0, so scores and samples come from the classical densities): the numerical tests also
 # run on one flow on its fitted mixture start.
 WITH_SINGLE_FLOW = ESTIMATORS + fast_estimators(random_state=0, base="mixture")
-def _with_base(est):
-    return estimator_id(est) + ("" if est.base == "auto" else f"-{est.base}")
-
-
-parametrize_with_single_flow = pytest.mark.parametrize("est", WITH_SINGLE_FLOW, ids=_with_base)
+parametrize_with_single_flow = pytest.mark.parametrize("est", WITH_SINGLE_FLOW, ids=estimator_id)
 
 
 @pytest.fixture(scope="module")
