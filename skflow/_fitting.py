@@ -131,6 +131,9 @@ def new_state(estimator, X, weight, rows, rng, val=None, base=None) -> dict:
     n_features = Xv.shape[1]
     loc, scale = location_scale(Xv, weight, rows)
     scale[~(scale > 0)] = 1.0  # a column constant on the training split only
+    # A spread below float64's smallest normal number (e.g. 0 and 2e-309) would overflow the
+    # standardisation's 1 / scale: such columns are standardised by that smallest normal number.
+    np.maximum(scale, np.finfo(np.float64).tiny, out=scale)
     build_seed, init_seed, base_seed = rng.randint(_MAX_SEED, size=3)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(build_seed))

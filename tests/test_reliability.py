@@ -38,6 +38,7 @@ ACCEPTED = {
     "float32": lambda X: X.astype(np.float32),
     "huge_magnitude": lambda X: X * 1e300,
     "tiny_magnitude": lambda X: X * 1e-300,
+    "subnormal_spread": lambda X: X * 1e-310,  # 1 / std overflows float64
     "huge_offset": lambda X: X + 1e12,
     "duplicated_rows": lambda X: np.repeat(X[:20], 8, axis=0),
     "fortran_order": lambda X: np.asfortranarray(X),
