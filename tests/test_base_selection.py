@@ -161,3 +161,41 @@ def test_cv_mixtures_are_the_search_best_candidates_in_order():
     assert second.converged_ and second.n_features_in_ == 2
     # Below the cross-validation threshold only the BIC choice is there.
     assert len(cv_mixtures(z[:15], "auto", seed=0, n_best=2)) == 1
+
+
+def test_fold_scores_are_scikit_learns_without_its_overhead():
+    from scipy.special import logsumexp
+    from sklearn.mixture import GaussianMixture
+    from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+    from sklearn.neighbors import KernelDensity
+
+    from skflow._base_selection import _BANDWIDTHS, _cross_validated_score, _kernel_density_scores
+
+    z = _blobs(200, seed=2)
+    folds = KFold(5, shuffle=True, random_state=1)
+    splits = list(folds.split(z))
+    for candidate in (
+        GaussianMixture(1, covariance_type="full", random_state=0),
+        GaussianMixture(3, covariance_type="diag", random_state=0),
+    ):
+        expected = cross_val_score(candidate, z, cv=folds, error_score=-np.inf).mean()
+        assert _cross_validated_score(candidate, z, splits) == expected
+    # A candidate that fails on every fold (more components than a fold has rows) scores -inf, where
+    # cross_val_score raises.
+    assert _cross_validated_score(GaussianMixture(170), z, splits) == -np.inf
+
+    # The kernel densities' fold scores: scikit-learn's grid search where its tree sums are exact,
+    # the exact sums (log-sum-exp of the squared distances) everywhere.
+    search = GridSearchCV(KernelDensity(), {"bandwidth": _BANDWIDTHS}, cv=folds).fit(z)
+    scores = np.mean([_kernel_density_scores(z[tr], z[te], _BANDWIDTHS) for tr, te in splits], axis=0)
+    assert np.argmax(scores) == search.best_index_
+    broad = _BANDWIDTHS >= 0.5  # no kernel term underflows at these bandwidths
+    np.testing.assert_allclose(scores[broad], search.cv_results_["mean_test_score"][broad], rtol=1e-10)
+    train, test = splits[0]
+    for h, score in zip(_BANDWIDTHS, _kernel_density_scores(z[train], z[test], _BANDWIDTHS)):
+        distance = ((z[test][:, None, :] - z[train][None, :, :]) ** 2).sum(axis=2)
+        log_density = logsumexp(-0.5 * distance / h**2, axis=1) - np.log(len(train) * 2 * np.pi * h**2)
+        assert score == pytest.approx(log_density.sum(), rel=1e-12)
+    # The stack's kernel density takes the best of them.
+    kde = cv_kernel_density(z, seed=1)
+    assert kde.bandwidth == _BANDWIDTHS[np.argmax(scores)]
