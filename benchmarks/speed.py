@@ -16,7 +16,8 @@ Sections (all by default):
     without early stopping, hence one flow on its fitted base; "stacked"
     rows are RealNVPDensity and FerumalFlowDensity fitted as a user would
     (early stopping on), whose ``base="auto"`` density is a stack of two
-    flows and classical densities.  zuko runs in float32,
+    flows and classical densities (the report lists the components and
+    their weights: those of weight 0 are not scored).  zuko runs in float32,
     its default, and in float64 (skflow's inference dtype).  Then *prototypes*
     of skflow's fitted flows driven directly, to size a fast path: float32
     (``copy.deepcopy(flow).float()``), ReLU in place of GELU (speed only:
@@ -279,7 +280,7 @@ def rates(methods: dict, X: np.ndarray, args) -> dict:
     return out
 
 
-def inference(args) -> dict:
+def inference(args) -> tuple[dict, dict]:
     X_fit, X = data16(2000, seed=1), data16(args.rows)
     fit = {"max_iter": args.epochs, "random_state": 0, "early_stopping": False}
     realnvp = fit_quiet(RealNVPDensity(**SPEC, **fit), X_fit)
@@ -327,7 +328,12 @@ def inference(args) -> dict:
     for threads in args.threads:
         set_threads(threads)
         out[threads] = rates(methods, X, args)
-    return out
+    # base="auto" scores only the components of positive weight (issue 11's flows can be dropped).
+    stacks = {
+        name: [[component, float(weight)] for component, weight in zip(m.stack_components_, m.stack_weights_)]
+        for name, m in methods.items() if name.endswith("stacked")
+    }
+    return out, stacks
 
 
 def ferumal64(args) -> dict:
@@ -593,6 +599,12 @@ def docs_page(report: dict, before: dict | None = None) -> str:
                   + "; *f32*: ``inference_dtype=\"float32\"``):", ""]
         lines += _rst_table(*_rate_rows(report["inference16"], "zuko RealNVP f32",
                                         (before or {}).get("inference16")))
+        if "stacks16" in report:
+            lines += ["The stacked rows' components and weights (``stack_components_``, "
+                      "``stack_weights_``; components of weight 0 are not scored):", ""]
+            lines += [f"- {name}: " + ", ".join(f"{component} {weight:.3f}" for component, weight in stack)
+                      for name, stack in report["stacks16"].items()]
+            lines += [""]
     if "ferumal64" in report:
         lines += ["**FerumalFlowDensity at 64 features** (dequantised digits; ratio to the kernel before "
                   "issue 12, patched in):", ""]
@@ -601,13 +613,17 @@ def docs_page(report: dict, before: dict | None = None) -> str:
         for t, rows in report["fit"].items():
             methods = [k for k in next(iter(rows.values())) if not k.endswith("epochs")]
             plural = "s" if int(t) > 1 else ""
+            old_rows = (before or {}).get("fit", {}).get(t, {})
             lines += [f"**Fit time at defaults, {t} thread{plural}** (seconds; in brackets the ratio to a "
-                      "5-fold cross-validated GaussianMixture search in the same run, and the epochs):", ""]
+                      "5-fold cross-validated GaussianMixture search in the same run, the epochs"
+                      + (", and the ratio before" if old_rows else "") + "):", ""]
             body = []
             for name, row in rows.items():
-                gmm = row["GaussianMixture CV"]
+                gmm, old = row["GaussianMixture CV"], old_rows.get(name, {})
                 body.append([name, f"{gmm:.2f}"] + [
-                    f"{row[m]:.2f} ({row[m] / gmm:.1f}x, {row[m + ' epochs']} epochs)" for m in methods[1:]])
+                    f"{row[m]:.2f} ({row[m] / gmm:.1f}x, {row[m + ' epochs']} epochs"
+                    + (f"; {old[m] / old['GaussianMixture CV']:.1f}x" if m in old else "") + ")"
+                    for m in methods[1:]])
             lines += _rst_table(["data", *methods], body)
     if "startup" in report:
         lines += ["**A fresh process** (seconds):", ""]
@@ -653,7 +669,9 @@ def main(argv=None) -> None:
               "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])}
     started = time.perf_counter()
     if "inference" in args.sections:
-        report["inference16"] = inference(args)
+        report["inference16"], report["stacks16"] = inference(args)
+        for name, stack in report["stacks16"].items():
+            print(f"{name}: " + ", ".join(f"{component} {weight:.3f}" for component, weight in stack))
         for clock in ("rows_per_s", "rows_per_cpu_s"):
             title = "16 features, 6 layers, width 64"
             print(rate_table(report["inference16"], "zuko RealNVP f32", title, clock), "\n")
