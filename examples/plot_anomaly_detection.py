@@ -12,7 +12,9 @@ outliers.
 
 This example first maps where each detector says "normal" on a
 two-dimensional toy set with two kinds of planted anomalies, scattered
-points and a tight cluster, then compares rankings on a real data set
+points and a tight cluster, where the density detector ranks them best;
+then shows a set built to make it lose (anomalies that are rare only
+next to their neighbours); then compares rankings on a real data set
 shipped with scikit-learn, where a rare class plays the anomalies, with
 bootstrap intervals that say how much of the difference is noise.
 """
@@ -157,6 +159,84 @@ for i, (what, member) in enumerate(members):
 # the neighbour density only sees through a cluster smaller than
 # :math:`k` rows of a member's subsample.  If you know that anomalies
 # repeat, remove duplicates before fitting.
+#
+# How well does each detector *rank* the 30 planted rows?  ROC-AUC is the
+# chance that a planted row scores as less normal than an inlier; average
+# precision (AP) rewards putting the planted rows at the very top.  The
+# local outlier factor (:class:`~sklearn.neighbors.LocalOutlierFactor`, 20
+# neighbours) joins as a third detector.
+
+
+def ranking_table(is_anomaly, anomaly_scores):
+    """Print ROC-AUC and AP of each detector's anomaly scores."""
+    print(f"{'':23s} ROC-AUC    AP")
+    for name, score in anomaly_scores.items():
+        print(f"{name:23s} {roc_auc_score(is_anomaly, score):.3f}   "
+              f"{average_precision_score(is_anomaly, score):.3f}")
+
+
+is_planted = (kind != "inlier").astype(int)
+ranking_table(is_planted, {  # higher = more anomalous
+    "DensityOutlierDetector": -det.score_samples(X),
+    "IsolationForest": -detectors["IsolationForest"].score_samples(X),
+    "LocalOutlierFactor": -LocalOutlierFactor().fit(X).negative_outlier_factor_,
+})
+
+# %%
+# Here the density detector ranks best: ROC-AUC 0.97 against 0.89 for the
+# forest (its boxes count the gap between the moons as normal) and 0.94
+# for the local outlier factor.  By AP it beats the forest (0.85 against
+# 0.76) and comes second to the local outlier factor (0.88), which puts
+# the scattered rows far from the moons at the very top but ranks part of
+# the cluster of 10 as normal: 20 neighbours reach past it to the moons.
+#
+# Where it loses: anomalies that are rare only locally
+# ----------------------------------------------------
+# A density detector asks how rare a row is *in the data as a whole*.  Some
+# anomalies are rare only next to their neighbours.  Below, 250 rows form
+# a tight cluster (standard deviation 0.1) and 250 a diffuse one (standard
+# deviation 1) four units away; 15 anomalies form a sparse halo at 0.6-0.9
+# from the centre of the tight cluster, six to nine of its standard
+# deviations out.  Their density is low for their neighbourhood, but about
+# that of the diffuse cluster's outer rows, so a global density ranks them
+# among those rows.  The local outlier factor compares each row's density
+# with its neighbours' densities, which is exactly this question.
+rng = np.random.RandomState(0)
+tight = rng.normal([0.0, 0.0], 0.1, size=(250, 2))
+diffuse = rng.normal([4.0, 0.0], 1.0, size=(250, 2))
+angle, radius = rng.uniform(0, 2 * np.pi, 15), rng.uniform(0.6, 0.9, 15)
+halo = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+X_local = np.vstack([tight, diffuse, halo])
+is_local = np.r_[np.zeros(500, int), np.ones(15, int)]
+local_scores = {  # higher = more anomalous
+    "DensityOutlierDetector": -DensityOutlierDetector(
+        n_estimators=2, random_state=0).fit(X_local).score_samples(X_local),
+    "IsolationForest": -IsolationForest(random_state=0).fit(X_local).score_samples(X_local),
+    "LocalOutlierFactor": -LocalOutlierFactor().fit(X_local).negative_outlier_factor_,
+}
+ranking_table(is_local, local_scores)
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+for ax, name in zip(axes, ["DensityOutlierDetector", "LocalOutlierFactor"]):
+    # Colour: each row's rank by that detector (1 = least normal), on a log scale.
+    log_rank = np.log10(np.argsort(np.argsort(-local_scores[name])) + 1)
+    colours = {"c": log_rank, "cmap": "viridis_r", "vmin": 0.0, "vmax": log_rank.max()}
+    points = ax.scatter(*X_local[is_local == 0].T, s=8, **{**colours, "c": log_rank[is_local == 0]})
+    ax.scatter(*halo.T, s=45, edgecolors="r", linewidths=1.2, label="planted halo",
+               **{**colours, "c": log_rank[is_local == 1]})
+    ax.set_title(name, fontsize=10)
+    ax.set_xlabel("feature 1")
+fig.colorbar(points, ax=axes, label="log10 rank (0: least normal row)")
+axes[0].set_ylabel("feature 2")
+axes[0].legend(loc="lower left", fontsize=8)
+
+# %%
+# The density detector loses clearly: ROC-AUC 0.75 against 0.90 for the
+# forest and 1.00 for the local outlier factor.  It ranks the diffuse
+# cluster's outer rows (light colours on the right) before much of the
+# halo; the local outlier factor ranks the halo first.  If your anomalies
+# are "unusual for their neighbourhood" rather than "unusual overall", a
+# local method is the better tool.
 
 # %%
 # Real data: ranking malignant tumours
