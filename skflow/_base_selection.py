@@ -76,6 +76,8 @@ _CV_LARGER_SIZES = (12, 16, 24, 32)
 # (standardised units) chosen from _BANDWIDTHS by cross-validation.
 _KDE_BUDGET = 100_000
 _BANDWIDTHS = np.logspace(-1.5, 0.5, 17)
+# ... scored in blocks of at most this many (test row, training row) distances (16 MB).
+_KDE_CV_BLOCK = 2**21
 # Fewer validation rows than this: "auto" decides by BIC instead.
 _MIN_VALIDATION_ROWS = 5
 # Ridge added to covariances by EM (variance, in the standardised latent space
@@ -285,18 +287,25 @@ def cv_kernel_density(z: np.ndarray, seed: int, weight: np.ndarray | None = None
 def _kernel_density_scores(train: np.ndarray, test: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
     """``KernelDensity(bandwidth=h).fit(train).score(test)`` for every ``h`` of ``bandwidths``, exactly.
 
-    One matrix of squared distances serves every bandwidth, where a grid
+    Each block of squared distances serves every bandwidth, where a grid
     search over ``KernelDensity`` queries its tree once per bandwidth and
-    fold.  The sums are exact log-sum-exps; the tree's fall short where
-    every kernel term of a row underflows (small bandwidths, rows far
-    from the fold's training rows), which only ever lowered the scores of
-    bandwidths far below the selected one.
+    fold; blocks of test rows keep the memory at ``_KDE_CV_BLOCK``
+    distances whatever the number of rows.  The sums are exact
+    log-sum-exps; the tree's fall short where every kernel term of a row
+    underflows (small bandwidths, rows far from the fold's training
+    rows), which only ever lowered the scores of bandwidths far below the
+    selected one.
     """
     n, d = train.shape
-    distance = cdist(test, train, "sqeuclidean")
-    h = np.asarray(bandwidths, dtype=np.float64)[:, None, None]
-    log_norm = np.log(n) + d * np.log(h[:, 0, 0]) + 0.5 * d * np.log(2.0 * np.pi)
-    return logsumexp(-0.5 * distance / h**2, axis=2).sum(axis=1) - test.shape[0] * log_norm
+    h = np.asarray(bandwidths, dtype=np.float64)
+    total = np.zeros(h.size)
+    rows = max(1, _KDE_CV_BLOCK // n)
+    for start in range(0, test.shape[0], rows):
+        distance = cdist(test[start : start + rows], train, "sqeuclidean")
+        for j, bandwidth in enumerate(h):
+            total[j] += logsumexp(distance * (-0.5 / bandwidth**2), axis=1).sum()
+    log_norm = np.log(n) + d * np.log(h) + 0.5 * d * np.log(2.0 * np.pi)
+    return total - test.shape[0] * log_norm
 
 
 def refit_kernel_density(

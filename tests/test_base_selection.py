@@ -163,7 +163,7 @@ def test_cv_mixtures_are_the_search_best_candidates_in_order():
     assert len(cv_mixtures(z[:15], "auto", seed=0, n_best=2)) == 1
 
 
-def test_fold_scores_are_scikit_learns_without_its_overhead():
+def test_fold_scores_are_scikit_learns_without_its_overhead(monkeypatch):
     from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
     from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
@@ -199,3 +199,9 @@ def test_fold_scores_are_scikit_learns_without_its_overhead():
     # The stack's kernel density takes the best of them.
     kde = cv_kernel_density(z, seed=1)
     assert kde.bandwidth == _BANDWIDTHS[np.argmax(scores)]
+    # Blocks of test rows (here 7 distances: one row per block) change nothing but the memory.
+    import skflow._base_selection as selection
+
+    whole = _kernel_density_scores(z[train], z[test], _BANDWIDTHS)
+    monkeypatch.setattr(selection, "_KDE_CV_BLOCK", 7)
+    np.testing.assert_allclose(_kernel_density_scores(z[train], z[test], _BANDWIDTHS), whole, rtol=1e-13)
