@@ -293,8 +293,9 @@ def _kernel_density_scores(train: np.ndarray, test: np.ndarray, bandwidths: np.n
     distances whatever the number of rows.  The sums are exact
     log-sum-exps; the tree's fall short where every kernel term of a row
     underflows (small bandwidths, rows far from the fold's training
-    rows), which only ever lowered the scores of bandwidths far below the
-    selected one.
+    rows), which on the sets checked (iris, wine, 2-D moons, a 3-D
+    Student-t, repeated rows) lowered only the scores of bandwidths far
+    below the selected one, so the selection was the same.
     """
     n, d = train.shape
     h = np.asarray(bandwidths, dtype=np.float64)
