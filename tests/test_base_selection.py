@@ -205,3 +205,27 @@ def test_fold_scores_are_scikit_learns_without_its_overhead(monkeypatch):
     whole = _kernel_density_scores(z[train], z[test], _BANDWIDTHS)
     monkeypatch.setattr(selection, "_KDE_CV_BLOCK", 7)
     np.testing.assert_allclose(_kernel_density_scores(z[train], z[test], _BANDWIDTHS), whole, rtol=1e-13)
+
+
+def test_bandwidth_search_scores_a_subsample_of_the_held_out_rows_on_many_rows(monkeypatch):
+    from sklearn.model_selection import KFold
+
+    import skflow._base_selection as selection
+
+    z = _blobs(3000, seed=3)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(z))
+    full = sum(selection._kernel_density_scores(z[tr], z[te], selection._BANDWIDTHS) for tr, te in folds)
+    sizes = []
+
+    def recorded(train, test, bandwidths):
+        sizes.append((train.shape[0], test.shape[0]))
+        return scores(train, test, bandwidths)
+
+    scores = selection._kernel_density_scores
+    monkeypatch.setattr(selection, "_kernel_density_scores", recorded)
+    monkeypatch.setattr(selection, "_KDE_CV_HELD_OUT", 1000)
+    kde = selection.cv_kernel_density(z, seed=0)
+    # Every training row of each fold is a kernel centre; 200 of its 600 held-out rows are scored.
+    assert sizes == [(2400, 200)] * 5
+    # The same bandwidth as the search on every held-out row.
+    assert kde.bandwidth == selection._BANDWIDTHS[np.argmax(full)]
