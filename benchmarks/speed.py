@@ -613,7 +613,7 @@ def docs_page(report: dict, before: dict | None = None) -> str:
         for t, rows in report["fit"].items():
             methods = [k for k in next(iter(rows.values())) if not k.endswith("epochs")]
             plural = "s" if int(t) > 1 else ""
-            old_rows = (before or {}).get("fit", {}).get(t, {})
+            old_rows = (before or {}).get("fit", {}).get(str(t), {})  # JSON keys are strings
             lines += [f"**Fit time at defaults, {t} thread{plural}** (seconds; in brackets the ratio to a "
                       "5-fold cross-validated GaussianMixture search in the same run, the epochs"
                       + (", and the ratio before" if old_rows else "") + "):", ""]
