@@ -238,8 +238,9 @@ axes[0].legend(loc="lower left", fontsize=8)
 # forest and 1.00 for the local outlier factor.  Of its 30 least normal
 # rows, 25 are the diffuse cluster's outer rows (light colours on the
 # right, 1.6 to 3.4 standard deviations out) and 5 are in the halo, and
-# the halo's rows nearest the tight cluster rank with the middle of the
-# data; the local outlier factor ranks the 15 halo rows first.  If your
+# the 7 halo rows that fell close together on the side facing the diffuse
+# cluster rank with the middle of the data; the local outlier factor
+# ranks the 15 halo rows first.  If your
 # anomalies are "unusual for their neighbourhood" rather than "unusual
 # overall", a local method is the better tool.
 
