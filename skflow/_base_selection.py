@@ -305,9 +305,11 @@ def _kernel_density_scores(train: np.ndarray, test: np.ndarray, bandwidths: np.n
     distances whatever the number of rows.  The sums are exact
     log-sum-exps; the tree's fall short where every kernel term of a row
     underflows (small bandwidths, rows far from the fold's training
-    rows), which on the sets checked (iris, wine, 2-D moons, a 3-D
-    Student-t, repeated rows) lowered only the scores of bandwidths far
-    below the selected one, so the selection was the same.
+    rows).  On iris, wine, 2-D moons, a 3-D Student-t and repeated rows
+    that left the selection as it was; on the quality benchmark's 10-D
+    funnel (heavy tails, 450 rows) it had chosen 1.0 where the exact sums
+    choose 0.75, and the stacked estimators' test log-likelihood rose by
+    0.003-0.037 nats per row with the exact choice.
     """
     n, d = train.shape
     h = np.asarray(bandwidths, dtype=np.float64)
