@@ -223,10 +223,10 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, name in zip(axes, ["DensityOutlierDetector", "LocalOutlierFactor"]):
     # Colour: each row's rank by that detector (1 = least normal), on a log scale.
     log_rank = np.log10(np.argsort(np.argsort(-local_scores[name])) + 1)
-    colours = {"c": log_rank, "cmap": "viridis_r", "vmin": 0.0, "vmax": log_rank.max()}
-    points = ax.scatter(*X_local[is_local == 0].T, s=8, **{**colours, "c": log_rank[is_local == 0]})
-    ax.scatter(*halo.T, s=45, edgecolors="r", linewidths=1.2, label="planted halo",
-               **{**colours, "c": log_rank[is_local == 1]})
+    scale = {"cmap": "viridis_r", "vmin": 0.0, "vmax": log_rank.max()}  # one colour scale for both
+    points = ax.scatter(*X_local[is_local == 0].T, c=log_rank[is_local == 0], s=8, **scale)
+    ax.scatter(*halo.T, c=log_rank[is_local == 1], s=45, edgecolors="r", linewidths=1.2,
+               label="planted halo", **scale)
     ax.set_title(name, fontsize=10)
     ax.set_xlabel("feature 1")
 fig.colorbar(points, ax=axes, label="log10 rank (0: least normal row)")

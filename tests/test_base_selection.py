@@ -199,11 +199,11 @@ def test_fold_scores_are_scikit_learns_without_its_overhead(monkeypatch):
     # The stack's kernel density takes the best of them.
     kde = cv_kernel_density(z, seed=1)
     assert kde.bandwidth == _BANDWIDTHS[np.argmax(scores)]
-    # Blocks of test rows (here 7 distances: one row per block) change nothing but the memory.
-    import skflow._base_selection as selection
+    # Blocks of test rows (here one row per block) change nothing but the memory.
+    import skflow.engine.bases as bases
 
     whole = _kernel_density_scores(z[train], z[test], _BANDWIDTHS)
-    monkeypatch.setattr(selection, "_KDE_CV_BLOCK", 7)
+    monkeypatch.setattr(bases, "KERNEL_DENSITY_BLOCK_ELEMENTS", 7)
     np.testing.assert_allclose(_kernel_density_scores(z[train], z[test], _BANDWIDTHS), whole, rtol=1e-13)
 
 
