@@ -49,12 +49,15 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
-# GaussianMixtureBase without gradients evaluates (rows, K d) blocks of about this many elements.
-MIXTURE_BLOCK_ELEMENTS = 32768
+# GaussianMixtureBase without gradients evaluates (K d, rows) blocks of about this many elements
+# (1 MB in float64: in L2 cache; 4 times the 32768 it had, whose 40 blocks per 8192-row chunk of a
+# 10-component 16-D mixture spent as long dispatching operations as computing).
+MIXTURE_BLOCK_ELEMENTS = 131072
 # ... and KernelDensityBase blocks of (rows, points) (larger: a loop step per row would cost more).
 KERNEL_DENSITY_BLOCK_ELEMENTS = 131072
-# Floor on x - max(x) inside a log-sum-exp (see _logsumexp_rows_): exp(-700) is a normal float64.
-_EXP_FLOOR = -700.0
+# Floor on x - max(x) inside a log-sum-exp (see _logsumexp_), per dtype: exp(-700) is a normal
+# float64, exp(-80) a normal float32 (float32 underflows below -87.3, where a -700 floor is no help).
+_EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}
 # Degrees of freedom stay above this: below 1 the Student-t has no mean and a
 # few latent rows would carry most of the likelihood gradient.
 MIN_DF = 1.0
@@ -82,21 +85,22 @@ def _block_rows(z: Tensor, rows: int) -> int:
     return max(1, rows) if z.device.type == "cpu" else max(1, z.shape[0])
 
 
-def _logsumexp_rows_(x: Tensor, out: Tensor) -> Tensor:
-    """``torch.logsumexp(x, dim=1)`` into ``out``, overwriting ``x``; far-below terms are floored.
+def _logsumexp_(x: Tensor, out: Tensor, dim: int = 1) -> Tensor:
+    """``torch.logsumexp(x, dim)`` of a 2-D ``x`` into ``out``, overwriting ``x``; far-below terms floored.
 
-    ``x - max`` is floored at ``_EXP_FLOOR``: those terms contribute less
-    than 1e-304 of the largest one, and torch's vectorised ``exp`` takes a
-    slow path (2.5-6 times slower) where its result underflows, which is
-    most of a kernel density's terms at a point far from most of its data.
+    ``x - max`` is floored at ``_EXP_FLOOR`` (-700 in float64, -80 in
+    float32): those terms contribute less than 1e-304 (1e-34) of the largest
+    one, and torch's vectorised ``exp`` takes a slow path (2.5-6 times
+    slower) where its result underflows, which is most of a kernel density's
+    terms at a point far from most of its data.
     """
-    top = x.amax(dim=1, keepdim=True)
+    top = x.amax(dim=dim, keepdim=True)
     finite = torch.isfinite(top)
     shift = torch.where(finite, top, 0.0)
-    torch.sum(x.sub_(shift).clamp_min_(_EXP_FLOOR).exp_(), dim=1, out=out)
-    out.log_().add_(shift.squeeze(1))
+    torch.sum(x.sub_(shift).clamp_min_(_EXP_FLOOR.get(x.dtype, -80.0)).exp_(), dim=dim, out=out)
+    out.log_().add_(shift.squeeze(dim))
     # Rows whose largest term is -inf, inf or NaN: that term is the answer, as for torch.logsumexp.
-    return torch.where(finite.squeeze(1), out, top.squeeze(1), out=out)
+    return torch.where(finite.squeeze(dim), out, top.squeeze(dim), out=out)
 
 
 class Base(nn.Module):
@@ -197,33 +201,57 @@ class GaussianMixtureBase(Base):
         log_std = 0.5 * torch.log(self.scale_tril().square().sum(dim=-1)).mean(dim=-1)
         return torch.exp((F.softmax(self.logits, dim=0) * log_std).sum()).item()
 
+    def _whitening(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Stacked inverse factors ``(K d, d)``, whitened means ``(K d,)`` and the constant terms ``(K,)``.
+
+        The constants are ``log pi_k - log|L_k| - (d/2) log(2 pi)``.
+        """
+        d, k = self.features, self.n_components
+        eye = torch.eye(d, dtype=z.dtype, device=z.device)
+        inverse = torch.linalg.solve_triangular(self.scale_tril(), eye, upper=False)  # (K, d, d)
+        white_means = (inverse @ self.means.unsqueeze(-1)).reshape(k * d)
+        log_det = self.log_diag.clamp_min(_MIN_LOG_SCALE).sum(dim=-1)
+        offset = F.log_softmax(self.logits, dim=0) - log_det - 0.5 * d * _LOG_2PI
+        return inverse.reshape(k * d, d), white_means, offset
+
     def component_log_prob(self, z: Tensor) -> Tensor:
         """``log pi_k + log N(z; mu_k, Sigma_k)``, shape ``(n, K)``."""
+        if not torch.is_grad_enabled():
+            return self._component_log_prob_by_column(z).T
         # Whitened residuals L_k^-1 (z - mu_k) for every k from one (n, d) x (d, K d)
         # product with the stacked inverse factors (K d x d solves, not K n):
         # 3-4x faster than a batched triangular solve of the (K, d, n) residuals.
         n, d, k = z.shape[0], self.features, self.n_components
-        eye = torch.eye(d, dtype=z.dtype, device=z.device)
-        inverse = torch.linalg.solve_triangular(self.scale_tril(), eye, upper=False)  # (K, d, d)
-        white_means = (inverse @ self.means.unsqueeze(-1)).reshape(k * d)
-        factors = inverse.reshape(k * d, d).T
-        log_det = self.log_diag.clamp_min(_MIN_LOG_SCALE).sum(dim=-1)
-        offset = F.log_softmax(self.logits, dim=0) - log_det - 0.5 * self.features * _LOG_2PI
-        if torch.is_grad_enabled():
-            white = torch.addmm(white_means, z, factors, beta=-1)  # (n, K d)
-            return offset - 0.5 * white.view(n, k, d).square().sum(dim=-1)
-        # Without gradients, in blocks of rows whose (rows, K d) residuals stay in cache, updated in
-        # place: on 8192 rows of a 32-component mixture in 16-D, a fresh 32 MB temporary per operation
-        # made the mixture cost as much as a six-layer flow.
-        out = torch.empty(n, k, dtype=z.dtype, device=z.device)
+        factors, white_means, offset = self._whitening(z)
+        white = torch.addmm(white_means, z, factors.T, beta=-1)  # (n, K d)
+        return offset - 0.5 * white.view(n, k, d).square().sum(dim=-1)
+
+    def _component_log_prob_by_column(self, z: Tensor) -> Tensor:
+        """``component_log_prob(z).T``, shape ``(K, n)``, computed without gradients.
+
+        Component-major: the sums over the ``d`` coordinates and then over
+        the ``K`` components run along whole rows of ``n`` values, which
+        torch vectorises, where an ``(n, K, d)`` layout sums ``n K`` short
+        runs (2-4 times slower for small ``d`` or ``K``).  The residuals come
+        in ``(K d, rows)`` blocks that stay in cache, updated in place: on
+        8192 rows of a 32-component mixture in 16-D, a fresh 32 MB temporary
+        per operation made the mixture cost as much as a six-layer flow.
+        """
+        n, d, k = z.shape[0], self.features, self.n_components
+        factors, white_means, offset = self._whitening(z)
+        white_means = white_means.unsqueeze(1)
+        out = torch.empty(k, n, dtype=z.dtype, device=z.device)
         rows = _block_rows(z, MIXTURE_BLOCK_ELEMENTS // (k * d))
         for start in range(0, n, rows):
-            white = torch.mm(z[start : start + rows], factors).sub_(white_means)
-            torch.sum(white.square_().view(-1, k, d), dim=-1, out=out[start : start + rows])
-        return out.mul_(-0.5).add_(offset)
+            white = torch.mm(factors, z[start : start + rows].T).sub_(white_means)
+            torch.sum(white.square_().view(k, d, -1), dim=1, out=out[:, start : start + rows])
+        return out.mul_(-0.5).add_(offset.unsqueeze(1))
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return torch.logsumexp(self.component_log_prob(z), dim=-1)
+        if torch.is_grad_enabled():
+            return torch.logsumexp(self.component_log_prob(z), dim=-1)
+        log_probs = self._component_log_prob_by_column(z)
+        return _logsumexp_(log_probs, torch.empty(z.shape[0], dtype=z.dtype, device=z.device), dim=0)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         probs = F.softmax(self.logits.detach(), dim=0)
@@ -295,7 +323,7 @@ class KernelDensityBase(Base):
             block = z[start : start + rows]
             distance = torch.addmm(norms, block, points.T, alpha=-2.0)
             distance.add_(block.square().sum(dim=1, keepdim=True)).clamp_min_(0.0)
-            _logsumexp_rows_(distance.mul_(-0.5 / self.bandwidth**2), out[start : start + rows])
+            _logsumexp_(distance.mul_(-0.5 / self.bandwidth**2), out[start : start + rows])
         return out.sub_(log_norm)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

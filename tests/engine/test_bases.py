@@ -98,8 +98,9 @@ def test_mixture_log_prob_without_gradients_is_the_same_in_row_blocks(d, k, bloc
     z = torch.cat([4 * torch.randn(203, d, generator=torch.Generator().manual_seed(2), dtype=D),
                    torch.full((1, d), 1e4, dtype=D)])
     with torch.no_grad():
-        blocked = base.log_prob(z)
+        blocked, components = base.log_prob(z), base.component_log_prob(z)
     torch.testing.assert_close(blocked, base.log_prob(z).detach(), rtol=1e-14, atol=1e-12)
+    torch.testing.assert_close(components, base.component_log_prob(z).detach(), rtol=1e-14, atol=1e-12)
     torch.testing.assert_close(blocked, reference.log_prob(z), rtol=1e-12, atol=1e-10)
     with torch.no_grad():
         blocked32 = base.float().log_prob(z.float())
@@ -325,15 +326,20 @@ def test_kernel_density_without_gradients_is_the_same_in_row_blocks(block, monke
     torch.testing.assert_close(blocked, kde.log_prob(z).detach(), rtol=1e-13, atol=1e-11)
 
 
-def test_floored_logsumexp_matches_torch():
-    from skflow.engine.bases import _logsumexp_rows_
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_floored_logsumexp_matches_torch(dtype):
+    from skflow.engine.bases import _logsumexp_
 
     inf, nan = float("inf"), float("nan")
+    big = 1e300 if dtype == torch.float64 else 1e30
     x = torch.tensor([[0.0, -1.0, -2.0], [-1e4, -2e4, -1e4 - 800.0], [-3.0, -inf, -inf],
-                      [-inf, -inf, -inf], [inf, 0.0, 1.0], [nan, 0.0, 1.0], [1e300, -1e300, 0.0]], dtype=D)
+                      [-5.0, -90.0, -200.0], [-inf, -inf, -inf], [inf, 0.0, 1.0], [nan, 0.0, 1.0], [big, -big, 0.0]], dtype=dtype)
     expected = torch.logsumexp(x, dim=1)
-    got = _logsumexp_rows_(x.clone(), torch.empty(x.shape[0], dtype=D))
-    torch.testing.assert_close(got, expected, rtol=1e-15, atol=0, equal_nan=True)
+    rtol = 1e-15 if dtype == torch.float64 else 1e-7
+    got = _logsumexp_(x.clone(), torch.empty(x.shape[0], dtype=dtype))
+    torch.testing.assert_close(got, expected, rtol=rtol, atol=0, equal_nan=True)
+    by_column = _logsumexp_(x.T.contiguous(), torch.empty(x.shape[0], dtype=dtype), dim=0)
+    torch.testing.assert_close(by_column, expected, rtol=rtol, atol=0, equal_nan=True)
 
 
 def test_kernel_density_is_the_equal_weight_isotropic_mixture():
