@@ -333,7 +333,8 @@ def test_floored_logsumexp_matches_torch(dtype):
     inf, nan = float("inf"), float("nan")
     big = 1e300 if dtype == torch.float64 else 1e30
     x = torch.tensor([[0.0, -1.0, -2.0], [-1e4, -2e4, -1e4 - 800.0], [-3.0, -inf, -inf],
-                      [-5.0, -90.0, -200.0], [-inf, -inf, -inf], [inf, 0.0, 1.0], [nan, 0.0, 1.0], [big, -big, 0.0]], dtype=dtype)
+                      [-5.0, -90.0, -200.0], [-inf, -inf, -inf], [inf, 0.0, 1.0], [nan, 0.0, 1.0],
+                      [big, -big, 0.0]], dtype=dtype)
     expected = torch.logsumexp(x, dim=1)
     rtol = 1e-15 if dtype == torch.float64 else 1e-7
     got = _logsumexp_(x.clone(), torch.empty(x.shape[0], dtype=dtype))
