@@ -236,15 +236,35 @@ class GaussianMixtureBase(Base):
         in ``(K d, rows)`` blocks that stay in cache, updated in place: on
         8192 rows of a 32-component mixture in 16-D, a fresh 32 MB temporary
         per operation made the mixture cost as much as a six-layer flow.
+
+        A tied mixture (every ``L_k`` the same, as scikit-learn's
+        ``covariance_type="tied"`` gives) whitens each row once, ``w = L^-1
+        z``, and gets its squared distances to the K whitened means from one
+        ``(K, d) x (d, rows)`` product, ``|w - m_k|^2 = |w|^2 - 2 m_k.w +
+        |m_k|^2`` (clamped at 0; w and the means are centred on the means'
+        average first, so the rounding of the expansion, a few ulps of
+        ``|w|^2 + |m_k|^2``, stays at the scale of the mixture's spread), in
+        place of a ``(K d, d) x (d, rows)`` one: 10 times less work at K = 32.
         """
         n, d, k = z.shape[0], self.features, self.n_components
         factors, white_means, offset = self._whitening(z)
-        white_means = white_means.unsqueeze(1)
         out = torch.empty(k, n, dtype=z.dtype, device=z.device)
-        rows = _block_rows(z, MIXTURE_BLOCK_ELEMENTS // (k * d))
-        for start in range(0, n, rows):
-            white = torch.mm(factors, z[start : start + rows].T).sub_(white_means)
-            torch.sum(white.square_().view(k, d, -1), dim=1, out=out[:, start : start + rows])
+        if k > 2 and torch.equal(factors.view(k, d, d), factors[:d].expand(k, d, d)):
+            means = white_means.view(k, d)
+            centre = means.mean(dim=0, keepdim=True)
+            means = means - centre
+            norms = means.square().sum(dim=1, keepdim=True)
+            rows = _block_rows(z, MIXTURE_BLOCK_ELEMENTS // (k + d))
+            for start in range(0, n, rows):
+                white = torch.mm(factors[:d], z[start : start + rows].T).sub_(centre.T)  # (d, rows)
+                distance = torch.addmm(norms, means, white, alpha=-2.0)
+                out[:, start : start + rows] = distance.add_(white.square_().sum(dim=0)).clamp_min_(0.0)
+        else:
+            white_means = white_means.unsqueeze(1)
+            rows = _block_rows(z, MIXTURE_BLOCK_ELEMENTS // (k * d))
+            for start in range(0, n, rows):
+                white = torch.mm(factors, z[start : start + rows].T).sub_(white_means)
+                torch.sum(white.square_().view(k, d, -1), dim=1, out=out[:, start : start + rows])
         return out.mul_(-0.5).add_(offset.unsqueeze(1))
 
     def log_prob(self, z: Tensor) -> Tensor:

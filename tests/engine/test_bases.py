@@ -1,5 +1,6 @@
 """Base distributions: exact log-densities, densities that integrate to 1, samples that agree."""
 
+import copy
 import math
 
 import numpy as np
@@ -105,6 +106,34 @@ def test_mixture_log_prob_without_gradients_is_the_same_in_row_blocks(d, k, bloc
     with torch.no_grad():
         blocked32 = base.float().log_prob(z.float())
     torch.testing.assert_close(blocked32.double(), reference.log_prob(z), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("d, k", [(2, 8), (5, 3), (16, 32)])
+def test_tied_mixture_log_prob_without_gradients(d, k):
+    # A tied mixture (one covariance, as GaussianMixture(covariance_type="tied") gives) is scored
+    # without gradients from the expansion |w|^2 - 2 m_k.w + |m_k|^2 of the whitened rows.
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(d, d, generator=g, dtype=D)
+    covariance = a @ a.T / d + 0.05 * torch.eye(d, dtype=D)
+    means = 3 * torch.randn(k, d, generator=g, dtype=D) + 50.0  # far from the origin: the centring matters
+    base = GaussianMixtureBase(torch.rand(k, generator=g, dtype=D) + 0.2, means, covariance.expand(k, d, d))
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=base.logits.detach()),
+        torch.distributions.MultivariateNormal(base.means.detach(), scale_tril=base.scale_tril().detach()),
+    )
+    z = torch.cat([means[:1] + 3 * torch.randn(300, d, generator=g, dtype=D),
+                   torch.full((1, d), 1e4, dtype=D), torch.full((1, d), -1e3, dtype=D)])
+    expected = reference.log_prob(z)
+    with torch.no_grad():
+        tied = base.log_prob(z)
+        components = base.component_log_prob(z)
+    torch.testing.assert_close(tied, expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(components, base.component_log_prob(z).detach(), rtol=1e-12, atol=1e-10)
+    with torch.no_grad():
+        tied32 = copy.deepcopy(base).float().log_prob(z.float())
+    near = slice(0, 300)
+    torch.testing.assert_close(tied32[near].double(), expected[near], rtol=1e-5, atol=2e-3)
+    torch.testing.assert_close(tied32.double(), expected, rtol=1e-5, atol=2e-3)
 
 
 def test_student_t_log_prob_matches_torch_distributions():
