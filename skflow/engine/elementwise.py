@@ -82,19 +82,23 @@ class AffineMap(ElementwiseMap):
         self.log_scale_bound = float(log_scale_bound)
 
     def _unpack(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        shift = params[..., 0]
-        return shift, soft_clamp(params[..., 1], self.log_scale_bound)
+        shift, raw, bound = params[..., 0], params[..., 1], self.log_scale_bound
+        if torch.is_grad_enabled():
+            return shift, soft_clamp(raw, bound)
+        # soft_clamp's operations in place on one temporary (inference).
+        return shift, raw.mul(2.0 / bound).sigmoid_().mul_(2.0 * bound).sub_(bound)
 
     def extra_repr(self) -> str:
         return f"log_scale_bound={self.log_scale_bound}"
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self._unpack(params)
-        return x * torch.exp(log_scale) + shift, log_scale
+        return torch.addcmul(shift, x, torch.exp(log_scale)), log_scale
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self._unpack(params)
-        return (y - shift) * torch.exp(-log_scale), -log_scale
+        log_scale = log_scale.neg_() if not torch.is_grad_enabled() else -log_scale
+        return (y - shift).mul_(torch.exp(log_scale)), log_scale
 
 
 class SplineMap(ElementwiseMap):
