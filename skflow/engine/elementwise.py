@@ -93,6 +93,8 @@ class AffineMap(ElementwiseMap):
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self._unpack(params)
+        if torch.is_grad_enabled():
+            return x * torch.exp(log_scale) + shift, log_scale
         return torch.addcmul(shift, x, torch.exp(log_scale)), log_scale
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
