@@ -249,6 +249,7 @@ class GaussianMixtureBase(Base):
         n, d, k = z.shape[0], self.features, self.n_components
         factors, white_means, offset = self._whitening(z)
         out = torch.empty(k, n, dtype=z.dtype, device=z.device)
+        # Tied (from three components; below that the general path costs about as much, without cancellation).
         if k > 2 and torch.equal(factors.view(k, d, d), factors[:d].expand(k, d, d)):
             means = white_means.view(k, d)
             centre = means.mean(dim=0, keepdim=True)

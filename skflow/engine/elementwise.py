@@ -99,7 +99,9 @@ class AffineMap(ElementwiseMap):
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self._unpack(params)
-        log_scale = log_scale.neg_() if not torch.is_grad_enabled() else -log_scale
+        if torch.is_grad_enabled():
+            return (y - shift) * torch.exp(-log_scale), -log_scale
+        log_scale = log_scale.neg_()  # _unpack's own temporary at inference
         return (y - shift).mul_(torch.exp(log_scale)), log_scale
 
 

@@ -407,5 +407,6 @@ def transformer_stack(
     for i in range(n_layers):
         layers.append(ActNorm(features))
         order = layout.flip(0) if i % 2 else layout
-        layers.append(TransformerBlock(order, elementwise_map_factory(), embed_dim, depth, n_heads, generator))
+        block = TransformerBlock(order, elementwise_map_factory(), embed_dim, depth, n_heads, generator)
+        layers.append(block)
     return layers
