@@ -143,6 +143,17 @@ def test_squared_distance_overflow_is_inf_not_nan():
     assert torch.isinf(d2).all() and (d2 > 0).all()
 
 
+def test_squared_distance_when_only_the_total_of_the_norms_overflows():
+    # Every norm is finite (about 3e306) but their total is not: the overflow branch runs and
+    # must leave the distances as they are.
+    u = 1e153 * (1.0 + 0.1 * _randn(200, 3, seed=24))
+    a = 1e153 * (1.0 + 0.1 * _randn(4, 3, seed=25))
+    got = scaled_squared_distance(u, a, 1.0)
+    expected = _difference_form(u, a, 1.0)
+    assert torch.isfinite(got).all()
+    assert ((got - expected).abs() / expected).max().item() < 1e-12
+
+
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_kernel_gradient_is_finite_where_input_equals_aux_point(name):
     u = _randn(5, 3, seed=6).requires_grad_()
