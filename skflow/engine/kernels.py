@@ -90,7 +90,7 @@ def scaled_squared_distance(u: Tensor, a: Tensor, length_scale: float | Tensor =
     close = d2 <= norms.detach().mul_(CANCELLATION_RATIO)
     # The norms are sums of squares: their total is finite unless one is not (or the total overflows,
     # when the check below costs a pass and changes nothing).  Cheaper than two isfinite().all().
-    if not math.isfinite(float(u_norms.sum() + a_norms.sum())):
+    if not math.isfinite(float(u_norms.detach().sum() + a_norms.detach().sum())):
         close |= torch.isnan(d2)  # inf - inf where a norm overflows
     inplace = _owned(d2)
     if close.any():
