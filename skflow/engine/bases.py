@@ -55,9 +55,6 @@ _LOG_2PI = math.log(2 * math.pi)
 MIXTURE_BLOCK_ELEMENTS = 131072
 # ... and KernelDensityBase blocks of (rows, points) (larger: a loop step per row would cost more).
 KERNEL_DENSITY_BLOCK_ELEMENTS = 131072
-# Floor on x - max(x) inside a log-sum-exp (see _logsumexp_), per dtype: exp(-700) is a normal
-# float64, exp(-80) a normal float32 (float32 underflows below -87.3, where a -700 floor is no help).
-_EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}
 # Degrees of freedom stay above this: below 1 the Student-t has no mean and a
 # few latent rows would carry most of the likelihood gradient.
 MIN_DF = 1.0
@@ -85,10 +82,19 @@ def _block_rows(z: Tensor, rows: int) -> int:
     return max(1, rows) if z.device.type == "cpu" else max(1, z.shape[0])
 
 
+def _exp_floor(dtype: torch.dtype) -> float:
+    """Floor on ``x - max(x)`` in :func:`_logsumexp_`: ``exp`` of it is still a normal number.
+
+    A little above the log of the smallest normal number: -700.4 in float64, -79.3 in float32 (which
+    underflows below -87.3, where a float64 floor would be no help).
+    """
+    return math.log(torch.finfo(dtype).tiny) + 8.0
+
+
 def _logsumexp_(x: Tensor, out: Tensor, dim: int = 1) -> Tensor:
     """``torch.logsumexp(x, dim)`` of a 2-D ``x`` into ``out``, overwriting ``x``; far-below terms floored.
 
-    ``x - max`` is floored at ``_EXP_FLOOR`` (-700 in float64, -80 in
+    ``x - max`` is floored at ``_exp_floor`` (about -700 in float64, -79 in
     float32): those terms contribute less than 1e-304 (1e-34) of the largest
     one, and torch's vectorised ``exp`` takes a slow path (2.5-6 times
     slower) where its result underflows, which is most of a kernel density's
@@ -97,7 +103,7 @@ def _logsumexp_(x: Tensor, out: Tensor, dim: int = 1) -> Tensor:
     top = x.amax(dim=dim, keepdim=True)
     finite = torch.isfinite(top)
     shift = torch.where(finite, top, 0.0)
-    torch.sum(x.sub_(shift).clamp_min_(_EXP_FLOOR.get(x.dtype, -80.0)).exp_(), dim=dim, out=out)
+    torch.sum(x.sub_(shift).clamp_min_(_exp_floor(x.dtype)).exp_(), dim=dim, out=out)
     out.log_().add_(shift.squeeze(dim))
     # Rows whose largest term is -inf, inf or NaN: that term is the answer, as for torch.logsumexp.
     return torch.where(finite.squeeze(dim), out, top.squeeze(dim), out=out)

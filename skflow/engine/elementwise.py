@@ -40,6 +40,8 @@ def soft_clamp(x: Tensor, bound: float | None) -> Tensor:
     """
     if bound is None:
         return x
+    if not torch.is_grad_enabled():  # inference: the same operations in place on one temporary
+        return x.mul(2.0 / bound).sigmoid_().mul_(2.0 * bound).sub_(bound)
     return torch.sigmoid(x * (2.0 / bound)) * (2.0 * bound) - bound
 
 
@@ -82,11 +84,7 @@ class AffineMap(ElementwiseMap):
         self.log_scale_bound = float(log_scale_bound)
 
     def _unpack(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        shift, raw, bound = params[..., 0], params[..., 1], self.log_scale_bound
-        if torch.is_grad_enabled():
-            return shift, soft_clamp(raw, bound)
-        # soft_clamp's operations in place on one temporary (inference).
-        return shift, raw.mul(2.0 / bound).sigmoid_().mul_(2.0 * bound).sub_(bound)
+        return params[..., 0], soft_clamp(params[..., 1], self.log_scale_bound)
 
     def extra_repr(self) -> str:
         return f"log_scale_bound={self.log_scale_bound}"
@@ -101,7 +99,7 @@ class AffineMap(ElementwiseMap):
         shift, log_scale = self._unpack(params)
         if torch.is_grad_enabled():
             return (y - shift) * torch.exp(-log_scale), -log_scale
-        log_scale = log_scale.neg_()  # _unpack's own temporary at inference
+        log_scale = log_scale.neg_()  # soft_clamp's own temporary at inference (the bound is set)
         return (y - shift).mul_(torch.exp(log_scale)), log_scale
 
 
