@@ -12,7 +12,9 @@ Sections (all by default):
     ``(64, 64)``), SplineFlowDensity (coupling, 6 layers) and zuko's coupling
     NSF, FerumalFlowDensity (defaults, 6 layers), RealNVPDensity trained
     with ``activation="relu"`` ("relu"), each also with its
-    ``inference_dtype="float32"`` fast path ("f32").  These are fitted
+    ``inference_dtype="float32"`` fast path ("f32"), and RealNVPDensity with
+    ``base="normal"`` (zuko's standard normal base instead of the default's
+    fitted Gaussian mixture: what the base costs beside the layers).  These are fitted
     without early stopping, hence one flow on its fitted base; "stacked"
     rows are RealNVPDensity and FerumalFlowDensity fitted as a user would
     (early stopping on), whose ``base="auto"`` density is a stack of two
@@ -46,7 +48,11 @@ Sections (all by default):
     and the search should take about half the serial time.  It runs as a
     user would, at the defaults: ``SKFLOW_NUM_THREADS`` unset (the earlier
     sections set it, and joblib's workers would inherit it) and torch at
-    its default thread count.
+    its default thread count.  ``--search-rounds`` (3) serial and parallel
+    searches alternate and the medians are reported, with each round's
+    ratio; then a control without skflow: a fixed single-threaded torch
+    workload alone and as two simultaneous processes, what two processes
+    cost each other on this machine whatever the thread policy.
 ``profile``
     Top torch operators (self CPU time) of ``score_samples`` and ``sample``
     in float64 and float32, one thread.
@@ -292,6 +298,8 @@ def inference(args) -> tuple[dict, dict]:
     methods = {
         "RealNVPDensity": realnvp,
         "RealNVPDensity relu": fit_quiet(RealNVPDensity(**SPEC, activation="relu", **fit), X_fit),
+        # zuko's base: what the default's Gaussian-mixture base costs beside the layers.
+        "RealNVPDensity normal base": fit_quiet(RealNVPDensity(**SPEC, base="normal", **fit), X_fit),
         "SplineFlowDensity coupling": spline,
         "FerumalFlowDensity": ferumal,
         "RealNVPDensity stacked": fit_quiet(RealNVPDensity(**SPEC, **stacked), X_fit),
@@ -421,28 +429,76 @@ print(json.dumps({{"import torch": t1 - t0, "import skflow": t2 - t1, "first fit
 
 
 def grid_search(args) -> dict:
+    """Serial and ``n_jobs=2`` searches, ``--search-rounds`` interleaved rounds, and a control.
+
+    One round on this shared machine moves a fit's time by 20-30 %, so the
+    searches alternate and each ratio is read per round (then the median).
+    The control times a fixed single-threaded torch workload alone and as
+    two processes at once: what two busy processes cost each other on this
+    machine's cores and caches whatever skflow's thread policy does.
+    """
     # The defaults, not the thread count an earlier section forced: SKFLOW_NUM_THREADS=2 inherited by
     # two loky workers made every fit run two threads on a shared core (4.6x slower per fit).
     os.environ.pop("SKFLOW_NUM_THREADS", None)
     torch.set_num_threads(os.cpu_count() or 1)
     X = make_moons(600, noise=0.08, random_state=0)[0]
     grid = {"n_layers": [2, 4], "hidden_dims": [(16,), (32, 32), (64, 64)]}
-    out = {}
-    for n_jobs in (None, 2):
-        search = GridSearchCV(
-            RealNVPDensity(max_iter=40, random_state=0), grid, cv=KFold(3, shuffle=True, random_state=0),
-            n_jobs=n_jobs,
-        )
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            search.fit(X)
-        fit_times = np.asarray(search.cv_results_["mean_fit_time"])
-        out[str(n_jobs or 1)] = {"search_s": time.perf_counter() - start, "fits": int(fit_times.size * 3),
-                                 "mean_fit_s": float(fit_times.mean())}
-        print(f"grid search, n_jobs={n_jobs or 1}: " + ", ".join(
-            f"{k} {v:.3g}" for k, v in out[str(n_jobs or 1)].items()), flush=True)
+    rounds = {"1": [], "2": []}
+    for r in range(args.search_rounds):
+        for n_jobs in (None, 2):
+            search = GridSearchCV(
+                RealNVPDensity(max_iter=40, random_state=0), grid, cv=KFold(3, shuffle=True, random_state=0),
+                n_jobs=n_jobs,
+            )
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                search.fit(X)
+            fit_times = np.asarray(search.cv_results_["mean_fit_time"])
+            row = {"search_s": time.perf_counter() - start, "fits": int(fit_times.size * 3),
+                   "mean_fit_s": float(fit_times.mean())}
+            rounds[str(n_jobs or 1)].append(row)
+            print(f"grid search round {r + 1}, n_jobs={n_jobs or 1}: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
+    out = {jobs: {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+           for jobs, rows in rounds.items()}
+    out["rounds"] = rounds
+    out["fit_ratio_per_round"] = [p["mean_fit_s"] / s["mean_fit_s"] for s, p in zip(rounds["1"], rounds["2"])]
+    out["control"] = pair_control(args.search_rounds)
     return out
+
+
+# One process's share of the control: small single-threaded forward and backward passes, as in training.
+CONTROL = """
+import time, torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.GELU(), torch.nn.Linear(64, 64), torch.nn.GELU(),
+                          torch.nn.Linear(64, 8)).double()
+x = torch.randn(64, 8, dtype=torch.float64)
+start = time.perf_counter()
+for _ in range(6000):
+    net.zero_grad()
+    net(x).square().sum().backward()
+print(time.perf_counter() - start)
+"""
+
+
+def pair_control(rounds: int) -> dict:
+    """Wall seconds of the control workload alone and as two simultaneous processes (``rounds`` each)."""
+    def launch():
+        return subprocess.Popen([sys.executable, "-c", CONTROL], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    alone, paired = [], []
+    for _ in range(rounds):
+        alone.append(float(launch().communicate()[0]))
+        pair = [launch(), launch()]
+        paired.append(float(np.mean([float(p.communicate()[0]) for p in pair])))
+    ratios = [p / a for a, p in zip(alone, paired)]
+    print(f"control: alone {np.median(alone):.2f} s, two at once {np.median(paired):.2f} s each "
+          f"({np.median(ratios):.2f}x)", flush=True)
+    return {"alone_s": alone, "paired_s": paired, "ratio": float(np.median(ratios))}
 
 
 def startup(args) -> dict:
@@ -637,6 +693,14 @@ def docs_page(report: dict, before: dict | None = None) -> str:
             ["1", f"{serial['search_s']:.1f}", f"{serial['mean_fit_s']:.2f}"],
             ["2", f"{parallel['search_s']:.1f} ({parallel['search_s'] / serial['search_s']:.2f}x)",
              f"{parallel['mean_fit_s']:.2f} ({parallel['mean_fit_s'] / serial['mean_fit_s']:.2f}x)"]])
+        if "fit_ratio_per_round" in report["gridsearch"]:  # runs before the rounds and the control had one
+            control = report["gridsearch"]["control"]
+            rounds = ", ".join(f"{r:.2f}" for r in report["gridsearch"]["fit_ratio_per_round"])
+            lines += [f"Medians of {len(report['gridsearch']['fit_ratio_per_round'])} interleaved rounds; a fit "
+                      f"with ``n_jobs=2`` against one alone, per round: {rounds}.  Control (the same machine, "
+                      "no skflow): a fixed single-threaded torch workload ran "
+                      f"{control['ratio']:.2f}x as long as two simultaneous processes as alone "
+                      f"(median of {len(control['alone_s'])}).", ""]
     return "\n".join(lines)
 
 
@@ -647,6 +711,7 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=1.5, help="about this many seconds per timed call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of the timed models")
+    parser.add_argument("--search-rounds", type=int, default=3, help="interleaved rounds of the grid searches")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--no-prototypes", dest="prototypes", action="store_false")
     parser.add_argument("--quick", action="store_true", help="20k rows, 2 repeats, short budget")
@@ -662,7 +727,7 @@ def main(argv=None) -> None:
         print(f"wrote {DOCS_PAGE}")
         return
     if args.quick:
-        args.rows, args.repeats, args.budget = 20_000, 2, 0.5
+        args.rows, args.repeats, args.budget, args.search_rounds = 20_000, 2, 0.5, 1
     torch.set_num_threads(1)
     report = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": platform.platform(),
               "torch": torch.__version__, "cpus": os.cpu_count(), "note": args.note,
@@ -691,8 +756,9 @@ def main(argv=None) -> None:
     if "gridsearch" in args.sections:
         report["gridsearch"] = grid_search(args)
         serial, parallel = report["gridsearch"]["1"], report["gridsearch"]["2"]
-        print(f"GridSearchCV n_jobs=2 / serial: search {parallel['search_s'] / serial['search_s']:.2f}x, "
-              f"mean fit {parallel['mean_fit_s'] / serial['mean_fit_s']:.2f}x\n")
+        print(f"GridSearchCV n_jobs=2 / serial (medians of {args.search_rounds} rounds): search "
+              f"{parallel['search_s'] / serial['search_s']:.2f}x, mean fit "
+              f"{parallel['mean_fit_s'] / serial['mean_fit_s']:.2f}x\n")
     if "profile" in args.sections:
         report["profile"] = profile(args)
         for key, row in report["profile"].items():
