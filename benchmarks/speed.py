@@ -693,14 +693,15 @@ def docs_page(report: dict, before: dict | None = None) -> str:
             ["1", f"{serial['search_s']:.1f}", f"{serial['mean_fit_s']:.2f}"],
             ["2", f"{parallel['search_s']:.1f} ({parallel['search_s'] / serial['search_s']:.2f}x)",
              f"{parallel['mean_fit_s']:.2f} ({parallel['mean_fit_s'] / serial['mean_fit_s']:.2f}x)"]])
-        if "fit_ratio_per_round" in report["gridsearch"]:  # runs before the rounds and the control had one
-            control = report["gridsearch"]["control"]
-            rounds = ", ".join(f"{r:.2f}" for r in report["gridsearch"]["fit_ratio_per_round"])
-            lines += [f"Medians of {len(report['gridsearch']['fit_ratio_per_round'])} interleaved rounds; a fit "
-                      f"with ``n_jobs=2`` against one alone, per round: {rounds}.  Control (the same machine, "
-                      "no skflow): a fixed single-threaded torch workload ran "
-                      f"{control['ratio']:.2f}x as long as two simultaneous processes as alone "
-                      f"(median of {len(control['alone_s'])}).", ""]
+        grid = report["gridsearch"]
+        if "fit_ratio_per_round" in grid:  # runs before the rounds and the control had neither
+            control = grid["control"]
+            rounds = ", ".join(f"{r:.2f}" for r in grid["fit_ratio_per_round"])
+            lines += [f"Medians of {len(grid['fit_ratio_per_round'])} interleaved rounds; per round, a fit "
+                      f"with ``n_jobs=2`` against one alone: {rounds}.  Control (the same machine, no "
+                      "skflow): a fixed single-threaded torch workload took "
+                      f"{control['ratio']:.2f}x as long per process when two ran at once as when one ran "
+                      f"alone (median of {len(control['alone_s'])}).", ""]
     return "\n".join(lines)
 
 
@@ -711,7 +712,7 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=1.5, help="about this many seconds per timed call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of the timed models")
-    parser.add_argument("--search-rounds", type=int, default=3, help="interleaved rounds of the grid searches")
+    parser.add_argument("--search-rounds", type=int, default=3, help="alternating grid-search rounds")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--no-prototypes", dest="prototypes", action="store_false")
     parser.add_argument("--quick", action="store_true", help="20k rows, 2 repeats, short budget")
