@@ -12,10 +12,11 @@ Sections (all by default):
     ``(64, 64)``), SplineFlowDensity (coupling, 6 layers) and zuko's coupling
     NSF, FerumalFlowDensity (defaults, 6 layers), RealNVPDensity trained
     with ``activation="relu"`` ("relu"), each also with its
-    ``inference_dtype="float32"`` fast path ("f32"), and RealNVPDensity with
-    ``base="normal"`` (zuko's standard normal base instead of the default's
-    fitted Gaussian mixture: what the base costs beside the layers).  These are fitted
-    without early stopping, hence one flow on its fitted base; "stacked"
+    ``inference_dtype="float32"`` fast path ("f32"), and RealNVPDensity
+    with ``base="normal"`` (zuko's standard normal base instead of the
+    default's fitted Gaussian mixture: what the base costs beside the
+    layers).  These are fitted without early stopping, hence one flow on
+    its fitted base; "stacked"
     rows are RealNVPDensity and FerumalFlowDensity fitted as a user would
     (early stopping on), whose ``base="auto"`` density is a stack of two
     flows and classical densities (the report lists the components and
@@ -431,7 +432,7 @@ print(json.dumps({{"import torch": t1 - t0, "import skflow": t2 - t1, "first fit
 def grid_search(args) -> dict:
     """Serial and ``n_jobs=2`` searches, ``--search-rounds`` interleaved rounds, and a control.
 
-    One round on this shared machine moves a fit's time by 20-30 %, so the
+    One round on this shared machine moves a fit's time by 20-30%, so the
     searches alternate and each ratio is read per round (then the median).
     The control times a fixed single-threaded torch workload alone and as
     two processes at once: what two busy processes cost each other on this
@@ -460,7 +461,8 @@ def grid_search(args) -> dict:
             rounds[str(n_jobs or 1)].append(row)
             print(f"grid search round {r + 1}, n_jobs={n_jobs or 1}: "
                   + ", ".join(f"{k} {v:.3g}" for k, v in row.items()), flush=True)
-    out = {jobs: {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+    out = {jobs: {"search_s": float(np.median([row["search_s"] for row in rows])), "fits": rows[0]["fits"],
+                  "mean_fit_s": float(np.median([row["mean_fit_s"] for row in rows]))}
            for jobs, rows in rounds.items()}
     out["rounds"] = rounds
     out["fit_ratio_per_round"] = [p["mean_fit_s"] / s["mean_fit_s"] for s, p in zip(rounds["1"], rounds["2"])]
