@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Callable
 
 import numpy as np
 import torch
@@ -87,15 +86,10 @@ STACK_MIXTURES = 2
 # flows help (digits, breast_cancer, the 16-D mixture at 100-500 rows, the funnel at 2000) they gained
 # 3.3-650 nats.
 STACK_FLOW_MIN_GAIN = 3.0
-# base="auto": the second flow (on N(0, I)), trained after the first, stops early (before the
-# n_iter_no_change patience) once its validation score has not improved for this many epochs if its best
-# state and the first flow, stacked with the classical densities, would not clear STACK_FLOW_MIN_GAIN:
-# both flows would be dropped unless it improved past the bar after stalling.  Where the flows clear
-# the bar, or it keeps improving, training is unchanged.  (Giving up on either flow by the same test
-# applied to it alone, measured on the quality benchmark's 19 rows: 49 of 57 (row, estimator) pairs
-# unchanged, but where one flow cleared the bar the other had been cut short - wine, FerumalFlowDensity,
-# -0.13 nats per test row - and a first flow that stalled early and would have come good was stopped -
-# the 10-D funnel at 2000 rows, FerumalFlowDensity, -0.18 after 5 epochs instead of 162.)
+# base="auto": a flow whose validation score has not improved for this many epochs stops early (before
+# the n_iter_no_change patience) if its best state, stacked alone with the classical densities, would
+# not clear STACK_FLOW_MIN_GAIN: it would be dropped from the stack unless it later improved past the
+# bar after stalling.  Where the flows clear the bar, or keep improving, training is unchanged.
 FLOW_GIVE_UP_AFTER = 5
 # With a mixture base the learning rate is multiplied by the components' typical scale (in the
 # standardised units the flow trains in), clipped to this range: an Adam step moves every layer by
@@ -296,9 +290,9 @@ class Classical:
         self.prior[-1] = STUDENT_T_PRIOR
         # The validation rows' log-densities in the standardised coordinates, where the flows'
         # training scores them too (a shift shared by every column changes no stacking weight).
-        self.z_val = torch.tensor(self.standardised(val), dtype=INFER_DTYPE)
+        z_val = torch.tensor(self.standardised(val), dtype=INFER_DTYPE)
         with torch.no_grad():
-            self.z_val_log_probs = torch.stack([b.log_prob(self.z_val) for b in self.bases()], dim=1)
+            self.z_val_log_probs = torch.stack([b.log_prob(z_val) for b in self.bases()], dim=1)
         self.w_val = None if weight is None else torch.tensor(weight[val])
 
     def standardised(self, rows) -> np.ndarray:
@@ -322,28 +316,17 @@ class Classical:
             refitted.append(refit_kernel_density(self.kde, z, self.seed, w))
         return refitted + [refit_student_t(self.student_t, z, self.seed, w)]
 
-    def flows_fall_short(self, trained: list) -> Callable[[torch.Tensor], bool]:
-        """A test for a flow in training: would it and the ``trained`` flows all get weight 0 in the stack?
+    def flow_falls_short(self, flow_log_probs: torch.Tensor) -> bool:
+        """Whether a flow with these validation log-densities would get weight 0 stacked alone with these.
 
-        The test of :func:`stack_states` (``STACK_FLOW_MIN_GAIN`` for the
-        flows together), for validation log-densities of the flow in
-        training (in the standardised coordinates) beside those of the
-        ``trained`` flows (full fitted states in ``state`` dicts).
+        The test of :func:`stack_states` (``STACK_FLOW_MIN_GAIN``) for one flow.
         """
-        with torch.no_grad():
-            fixed = [s["flow_"].core().log_prob(self.z_val) for s in trained]
-        others = torch.stack([*fixed, *self.z_val_log_probs.T], dim=1)
-        n_flows = 1 + len(trained)
-        prior = torch.cat([torch.full((n_flows,), STACK_PRIOR, dtype=torch.float64), self.prior])
-        optional = torch.arange(1 + others.shape[1]) < n_flows
-
-        def falls_short(flow_log_probs: torch.Tensor) -> bool:
-            log_probs = torch.cat([flow_log_probs.to(torch.float64).unsqueeze(1), others], dim=1)
-            weights = stacking_weights(log_probs, self.w_val, prior=prior, optional=optional,
-                                       min_gain=STACK_FLOW_MIN_GAIN)
-            return not bool(weights[:n_flows].any())
-
-        return falls_short
+        log_probs = torch.cat([flow_log_probs.to(torch.float64).unsqueeze(1), self.z_val_log_probs], dim=1)
+        prior = torch.cat([torch.tensor([STACK_PRIOR], dtype=torch.float64), self.prior])
+        optional = torch.arange(log_probs.shape[1]) == 0
+        weights = stacking_weights(log_probs, self.w_val, prior=prior, optional=optional,
+                                   min_gain=STACK_FLOW_MIN_GAIN)
+        return bool(weights[0] == 0)
 
 
 def stack_states(states: list[dict], classical: Classical, X: np.ndarray, weight, train, val) -> dict:

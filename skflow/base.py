@@ -159,15 +159,14 @@ class BaseFlowDensity(
             self._train(starts[0], X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
             self._set_state(starts[0])
             return self
-        # base="auto": the classical densities first, so that the second flow stops early where it
-        # stalls and the two flows would be dropped from the stack (FLOW_GIVE_UP_AFTER).  Seeds in the
-        # order of training the flows and then fitting the classical densities.
+        # base="auto": the classical densities first, so that a flow which stalls below what they
+        # already reach stops early (FLOW_GIVE_UP_AFTER).  Seeds in the order of training the flows
+        # and then fitting the classical densities.
         seeds = [int(rng.randint(_MAX_SEED)) for _ in range(len(starts) + 1)]
         classical = Classical(starts[0], self, X, weight, train, val, seeds[-1])
-        for k, (state, seed) in enumerate(zip(starts, seeds)):
-            give_up = classical.flows_fall_short(starts[:k]) if k else None
+        for state, seed in zip(starts, seeds):
             self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True,
-                        shuffle_seed=seed, give_up=give_up)
+                        shuffle_seed=seed, give_up=classical.flow_falls_short)
         self._set_state(stack_states(starts, classical, X, weight, train, val))
         return self
 
