@@ -42,8 +42,7 @@ from .engine.stacking import DensityMixture, stacking_weights
 from .engine.training import Trainer, TrainingStatus
 
 __all__ = [
-    "FITTED_STATE", "Classical", "auto_batch_size", "density", "new_state", "stack_states", "train_state",
-    "warm_state",
+    "FITTED_STATE", "auto_batch_size", "density", "new_state", "stack_states", "train_state", "warm_state",
 ]
 
 FITTED_STATE = (
@@ -86,11 +85,6 @@ STACK_MIXTURES = 2
 # flows help (digits, breast_cancer, the 16-D mixture at 100-500 rows, the funnel at 2000) they gained
 # 3.3-650 nats.
 STACK_FLOW_MIN_GAIN = 3.0
-# base="auto": a flow whose validation score has not improved for this many epochs stops early (before
-# the n_iter_no_change patience) if its best state, stacked alone with the classical densities, would
-# not clear STACK_FLOW_MIN_GAIN: it would be dropped from the stack unless it later improved past the
-# bar after stalling.  Where the flows clear the bar, or keep improving, training is unchanged.
-FLOW_GIVE_UP_AFTER = 5
 # With a mixture base the learning rate is multiplied by the components' typical scale (in the
 # standardised units the flow trains in), clipped to this range: an Adam step moves every layer by
 # about the learning rate, which is small for the data as a whole but large for a tight component,
@@ -183,15 +177,8 @@ def new_state(estimator, X, weight, rows, rng, val=None, base=None) -> dict:
     }
 
 
-def train_state(
-    estimator, state, X, weight, train, val, rng, *, max_iter, anneal, shuffle_seed=None, give_up=None
-) -> None:
-    """Train ``state["flow_"]`` on ``X[train]`` (early stopping on ``X[val]``), updating ``state``.
-
-    ``shuffle_seed`` (default: drawn from ``rng``) seeds the mini-batch
-    order; ``give_up`` is passed to :meth:`Trainer.fit
-    <skflow.engine.training.Trainer.fit>` (with ``FLOW_GIVE_UP_AFTER``).
-    """
+def train_state(estimator, state, X, weight, train, val, rng, *, max_iter, anneal) -> None:
+    """Train ``state["flow_"]`` on ``X[train]`` (early stopping on ``X[val]``), updating ``state``."""
     flow, columns = state["flow_"], state["_columns"]
     x = preprocessed_copy(flow, columns.variable(X))
     core = for_training(flow.core(), resolve_device(estimator.device))
@@ -200,8 +187,7 @@ def train_state(
     trainer.learning_rate = learning_rate
     n_train = X.shape[0] if train is None else train.size
     batch_size = auto_batch_size(n_train) if estimator.batch_size == "auto" else estimator.batch_size
-    seed = int(rng.randint(_MAX_SEED)) if shuffle_seed is None else int(shuffle_seed)
-    shuffle = torch.Generator().manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
     w = None if weight is None else torch.tensor(weight, dtype=TRAIN_DTYPE)
     verbose = estimator.verbose
     with torch_threads(thread_budget(batch_size * n_parameters(core))):
@@ -220,8 +206,6 @@ def train_state(
             generator=shuffle,
             log=print if verbose else None,
             log_every=1 if verbose >= 2 else max(1, max_iter // 20),
-            give_up=give_up,
-            give_up_after=FLOW_GIVE_UP_AFTER,
         )
     del x
     for_inference(flow)
@@ -260,112 +244,74 @@ def _warn(name, result, max_iter, anneal) -> None:
         )
 
 
-class Classical:
-    """``base="auto"``'s classical densities, fitted on the training rows before the flows train.
-
-    The ``STACK_MIXTURES`` best Gaussian mixtures of a cross-validated search
-    (:func:`cv_mixtures`), where it is cheap (few rows or dimensions) a
-    Gaussian kernel density (:func:`cv_kernel_density`), and a multivariate
-    Student-t (:func:`fit_student_t`): light-tailed components give rows far
-    out in heavy tails almost no density, and a few such rows can dominate a
-    mean log-likelihood.  They live in the standardised coordinates the
-    flows start from (``state``'s preprocessing), and are fitted with
-    ``seed``.  :meth:`flow_falls_short` tells a flow's training whether its
-    best state so far would earn a place beside them.
-    """
-
-    def __init__(self, state: dict, estimator, X: np.ndarray, weight, train, val, seed: int) -> None:
-        self.seed, self.X, self.weight = seed, X, weight
-        self.columns, self.flow = state["_columns"], state["flow_"]
-        z = self.standardised(train)
-        w_train = self.weight_of(train)
-        self.mixtures = cv_mixtures(z, estimator.n_components, seed, w_train, n_best=STACK_MIXTURES)
-        self.kde = cv_kernel_density(z, seed, w_train)
-        self.student_t = fit_student_t(z, seed, w_train)
-        self.names = [f"Gaussian mixture ({m.n_components}, {m.covariance_type})" for m in self.mixtures]
-        if self.kde is not None:
-            self.names.append(f"kernel density (bandwidth {self.kde.bandwidth:.3g})")
-        self.names.append(f"Student-t (df {self.student_t.df:g})")
-        self.prior = torch.full((len(self.names),), STACK_PRIOR, dtype=torch.float64)
-        self.prior[-1] = STUDENT_T_PRIOR
-        # The validation rows' log-densities in the standardised coordinates, where the flows'
-        # training scores them too (a shift shared by every column changes no stacking weight).
-        z_val = torch.tensor(self.standardised(val), dtype=INFER_DTYPE)
-        with torch.no_grad():
-            self.z_val_log_probs = torch.stack([b.log_prob(z_val) for b in self.bases()], dim=1)
-        self.w_val = None if weight is None else torch.tensor(weight[val])
-
-    def standardised(self, rows) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.tensor(self.columns.variable(self.X[rows]), dtype=INFER_DTYPE)
-            return self.flow.preprocess(x).numpy()
-
-    def weight_of(self, rows):
-        return None if self.weight is None else self.weight[rows]
-
-    def bases(self) -> list:
-        """The fitted densities as engine bases, in the order of ``names``."""
-        kde = [] if self.kde is None else [self.kde]
-        return [mixture_base(m) for m in self.mixtures] + kde + [self.student_t]
-
-    def refitted_bases(self, rows) -> list:
-        """The same densities refitted on ``X[rows]`` (same sizes, bandwidth and degrees of freedom)."""
-        z, w = self.standardised(rows), self.weight_of(rows)
-        refitted = [mixture_base(refit_mixture(m, z, self.seed, w)) for m in self.mixtures]
-        if self.kde is not None:
-            refitted.append(refit_kernel_density(self.kde, z, self.seed, w))
-        return refitted + [refit_student_t(self.student_t, z, self.seed, w)]
-
-    def flow_falls_short(self, flow_log_probs: torch.Tensor) -> bool:
-        """Whether a flow with these validation log-densities would get weight 0 stacked alone with these.
-
-        The test of :func:`stack_states` (``STACK_FLOW_MIN_GAIN``) for one flow.
-        """
-        log_probs = torch.cat([flow_log_probs.to(torch.float64).unsqueeze(1), self.z_val_log_probs], dim=1)
-        prior = torch.cat([torch.tensor([STACK_PRIOR], dtype=torch.float64), self.prior])
-        optional = torch.arange(log_probs.shape[1]) == 0
-        weights = stacking_weights(log_probs, self.w_val, prior=prior, optional=optional,
-                                   min_gain=STACK_FLOW_MIN_GAIN)
-        return bool(weights[0] == 0)
-
-
-def stack_states(states: list[dict], classical: Classical, X: np.ndarray, weight, train, val) -> dict:
-    """``base="auto"``: the trained flows and the classical densities, stacked.
+def stack_states(states: list[dict], estimator, X: np.ndarray, weight, train, val, rng) -> dict:
+    """``base="auto"``: the trained flows and cross-validated classical densities, stacked.
 
     The fitted density is ``sum_k w_k p_k(x)`` over the trained flows (on
-    the fitted start and on N(0, I)) and the ``classical`` densities, with
-    weights that maximise the validation rows' log-likelihood
+    the fitted start and on N(0, I)), the ``STACK_MIXTURES`` best Gaussian
+    mixtures of a cross-validated search (:func:`cv_mixtures`) and, where
+    it is cheap (few rows or dimensions), a Gaussian kernel density
+    (:func:`cv_kernel_density`), with weights that maximise the validation
+    rows' log-likelihood
     (:func:`~skflow.engine.stacking.stacking_weights`).  As in stacked
     generalisation, the weights come from components that have not seen the
     validation rows; then the classical densities (cheap to fit, unlike the
     flows) are refitted on the training and validation rows together,
     keeping the size, covariance type, bandwidth and degrees of freedom
-    chosen on the training rows.  The flows stay only if they raise the
+    chosen on the training rows.  A multivariate Student-t
+    (:func:`fit_student_t`) is one of them: light-tailed components give
+    rows far out in heavy tails almost no density, and a few such rows can
+    dominate a mean log-likelihood.  The flows stay only if they raise the
     validation rows' log-likelihood by ``STACK_FLOW_MIN_GAIN`` nats;
     otherwise their weights are 0.  The flow with the larger weight (or,
     both dropped, the better one on the validation rows) becomes ``flow_``
     (what ``transform`` and further training use); the returned state
     lists every component and its weight.
     """
+    columns = states[0]["_columns"]
     flow = states[0]["flow_"]
+
+    def standardised(rows):
+        with torch.no_grad():
+            return flow.preprocess(torch.tensor(columns.variable(X[rows]), dtype=INFER_DTYPE)).numpy()
+
+    def weight_of(rows):
+        return None if weight is None else weight[rows]
 
     # Densities in the standardised coordinates the flows start from, as flows without layers.
     def layerless(base):
         return Flow(Compose([]), base, preprocessing=copy.deepcopy(flow.preprocessing)).to(INFER_DTYPE)
 
-    held_out = [s["flow_"] for s in states] + [layerless(b) for b in classical.bases()]
-    names = [f"flow ({s['base_']} base)" for s in states] + classical.names
-    Xv = classical.columns.variable(X[val])
+    seed = int(rng.randint(_MAX_SEED))
+    z = standardised(train)
+    mixtures = cv_mixtures(z, estimator.n_components, seed, weight_of(train), n_best=STACK_MIXTURES)
+    kde = cv_kernel_density(z, seed, weight_of(train))
+    student_t = fit_student_t(z, seed, weight_of(train))
+    held_out = [s["flow_"] for s in states] + [layerless(mixture_base(m)) for m in mixtures]
+    names = [f"flow ({s['base_']} base)" for s in states]
+    names += [f"Gaussian mixture ({m.n_components}, {m.covariance_type})" for m in mixtures]
+    if kde is not None:
+        held_out.append(layerless(kde))
+        names.append(f"kernel density (bandwidth {kde.bandwidth:.3g})")
+    held_out.append(layerless(student_t))
+    names.append(f"Student-t (df {student_t.df:g})")
+    Xv = columns.variable(X[val])
     log_probs = torch.tensor(np.stack([map_rows(c.log_prob, Xv) for c in held_out], axis=1))
     w_val = None if weight is None else torch.tensor(weight[val])
-    prior = torch.cat([torch.full((len(states),), STACK_PRIOR, dtype=log_probs.dtype), classical.prior])
+    prior = torch.full((len(held_out),), STACK_PRIOR, dtype=log_probs.dtype)
+    prior[-1] = STUDENT_T_PRIOR
     flows = torch.arange(len(held_out)) < len(states)
     w = stacking_weights(log_probs, w_val, prior=prior, optional=flows, min_gain=STACK_FLOW_MIN_GAIN).numpy()
 
     # Measured on the 19 rows of the quality benchmark (1 seed): (a) 79% -> 84%, (c) 9 -> 9; choosing the
     # size and bandwidth by cross-validation on all the rows instead did worse (74%, 12).
     rows = np.sort(np.concatenate([train, val]))
-    candidates = [s["flow_"] for s in states] + [layerless(b) for b in classical.refitted_bases(rows)]
+    z_all = standardised(rows)
+    candidates = [s["flow_"] for s in states]
+    candidates += [layerless(mixture_base(refit_mixture(m, z_all, seed, weight_of(rows)))) for m in mixtures]
+    if kde is not None:
+        candidates.append(layerless(refit_kernel_density(kde, z_all, seed, weight_of(rows))))
+    candidates.append(layerless(refit_student_t(student_t, z_all, seed, weight_of(rows))))
     # flow_ is the flow with the larger weight; both dropped, the one better on the validation rows.
     n_flows = len(states)
     flow_scores = w[:n_flows] if w[:n_flows].any() else _mean_log_likelihood(log_probs[:, :n_flows], w_val)

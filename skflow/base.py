@@ -30,9 +30,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._fitting import (
-    _MAX_SEED, FITTED_STATE, Classical, density, new_state, stack_states, train_state, warm_state,
-)
+from ._fitting import FITTED_STATE, density, new_state, stack_states, train_state, warm_state
 from .engine import Transform
 from .engine.bases import BASES
 from .engine.runtime import INFERENCE_CHUNK, generate_rows, map_rows, thread_budget, torch_threads
@@ -155,19 +153,11 @@ class BaseFlowDensity(
             starts = [self._new_state(X, weight, train, rng, val)]
         for state in starts:
             state["validation_scores_"] = [] if val is not None else None
-        if len(starts) == 1:
-            self._train(starts[0], X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
+            self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True)
+        if len(starts) > 1:
+            self._set_state(stack_states(starts, self, X, weight, train, val, rng))
+        else:
             self._set_state(starts[0])
-            return self
-        # base="auto": the classical densities first, so that a flow which stalls below what they
-        # already reach stops early (FLOW_GIVE_UP_AFTER).  Seeds in the order of training the flows
-        # and then fitting the classical densities.
-        seeds = [int(rng.randint(_MAX_SEED)) for _ in range(len(starts) + 1)]
-        classical = Classical(starts[0], self, X, weight, train, val, seeds[-1])
-        for state, seed in zip(starts, seeds):
-            self._train(state, X, weight, train, val, rng, max_iter=self.max_iter, anneal=True,
-                        shuffle_seed=seed, give_up=classical.flow_falls_short)
-        self._set_state(stack_states(starts, classical, X, weight, train, val))
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -246,9 +236,8 @@ class BaseFlowDensity(
     def _new_state(self, X, weight, rows, rng, val=None, base=None) -> dict:
         return new_state(self, X, weight, rows, rng, val, base)
 
-    def _train(self, state, X, weight, train, val, rng, *, max_iter, anneal, shuffle_seed=None, give_up=None):
-        train_state(self, state, X, weight, train, val, rng, max_iter=max_iter, anneal=anneal,
-                    shuffle_seed=shuffle_seed, give_up=give_up)
+    def _train(self, state, X, weight, train, val, rng, *, max_iter, anneal):
+        train_state(self, state, X, weight, train, val, rng, max_iter=max_iter, anneal=anneal)
 
     # ------------------------------------------------------------- inference
     def _threads(self) -> torch_threads:

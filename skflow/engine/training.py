@@ -47,7 +47,6 @@ class TrainingStatus(enum.Enum):
     CONVERGED = "converged"  # no improvement for ``n_iter_no_change`` epochs
     DIVERGED = "diverged"  # a non-finite loss, gradient or score; best state restored
     INTERRUPTED = "interrupted"  # KeyboardInterrupt; best state restored
-    GAVE_UP = "gave_up"  # stalled, and ``give_up`` judged the best state not worth more epochs
 
 
 @dataclass
@@ -74,19 +73,9 @@ def mean_log_prob(
     model: nn.Module, x: Tensor, weight: Tensor | None = None, chunk: int = EVAL_CHUNK
 ) -> float:
     """Weighted mean log-likelihood of ``x`` under ``model``, in chunks."""
-    return _mean_log_prob(model, x, weight, chunk)[0]
-
-
-@torch.no_grad()
-def _mean_log_prob(
-    model: nn.Module, x: Tensor, weight: Tensor | None, chunk: int, keep_rows: bool = False
-) -> tuple[float, Tensor | None]:
-    """:func:`mean_log_prob` and, with ``keep_rows``, the rows' log-likelihoods it came from."""
-    total, norm, rows = 0.0, 0.0, []
+    total, norm = 0.0, 0.0
     for start in range(0, x.shape[0], chunk):
         lp = model.log_prob(x[start : start + chunk])
-        if keep_rows:
-            rows.append(lp)
         if weight is None:
             total += lp.sum().item()
             norm += lp.shape[0]
@@ -94,7 +83,7 @@ def _mean_log_prob(
             w = weight[start : start + chunk]
             total += (w * lp).sum().item()
             norm += w.sum().item()
-    return total / norm, torch.cat(rows) if keep_rows else None
+    return total / norm
 
 
 class Trainer:
@@ -159,8 +148,6 @@ class Trainer:
         generator: torch.Generator | None = None,
         log: Callable[[str], None] | None = None,
         log_every: int = 1,
-        give_up: Callable[[Tensor], bool] | None = None,
-        give_up_after: int = 5,
     ) -> TrainingResult:
         """Train for at most ``max_iter`` epochs over ``x``.
 
@@ -173,14 +160,6 @@ class Trainer:
         diverged.  Rows move to the model's device one batch at a time, so
         ``x`` may stay on the CPU; ``rows`` restricts training to those row
         indices of ``x`` (and ``weight``) without copying them.
-
-        ``give_up`` (with validation rows) may end a stalled run before its
-        patience: after each of the epochs from the ``give_up_after``-th
-        without improvement on, it is called with the best state's
-        log-likelihood of each validation row, and ``True`` stops training
-        (status ``GAVE_UP``; the best state is restored as usual).  A caller
-        that only keeps a model clearing some bar on those rows can stop one
-        that has stalled below it.
         """
         param = next(p for p in self.model.parameters() if p.requires_grad)
         device, dtype = param.device, param.dtype
@@ -195,9 +174,7 @@ class Trainer:
             weight_val = None if weight_val is None else weight_val.to(device=device, dtype=dtype)
         result = TrainingResult()
         self.model.eval()
-        keep_rows = give_up is not None and x_val is not None
-        result.initial_score, best_rows = self._score(x, weight, train_rows, x_val, weight_val, keep_rows)
-        result.best_score = result.initial_score
+        result.initial_score = result.best_score = self._score(x, weight, train_rows, x_val, weight_val)
         best_state = self._snapshot()
         no_change = 0
         self.model.train()
@@ -227,7 +204,7 @@ class Trainer:
                 result.loss_curve.append(epoch_loss / epoch_norm)
                 if x_val is not None:
                     self.model.eval()
-                    score, rows_lp = _mean_log_prob(self.model, x_val, weight_val, EVAL_CHUNK, keep_rows)
+                    score = mean_log_prob(self.model, x_val, weight_val)
                     self.model.train()
                 else:
                     score = -result.loss_curve[-1]
@@ -239,7 +216,6 @@ class Trainer:
                 if score > result.best_score or not keep_best:
                     result.best_score, result.best_epoch = score, epoch
                     best_state = self._snapshot()
-                    best_rows = rows_lp if keep_rows else None
                 no_change = 0 if improved else no_change + 1
                 if log is not None and (epoch % log_every == 0 or epoch == 1):
                     val = f", validation log-likelihood {score:.5f}" if x_val is not None else ""
@@ -250,12 +226,6 @@ class Trainer:
                 if no_change >= n_iter_no_change:
                     result.status = TrainingStatus.CONVERGED
                     break
-                if keep_rows and no_change >= give_up_after and best_rows is not None and give_up(best_rows):
-                    result.status = TrainingStatus.GAVE_UP
-                    if log is not None:
-                        log(f"Gave up after epoch {epoch}: {no_change} epochs without improvement, and the "
-                            f"best state (epoch {result.best_epoch}) was judged not worth more")
-                    break
         except KeyboardInterrupt:
             result.status = TrainingStatus.INTERRUPTED
         finally:
@@ -265,15 +235,14 @@ class Trainer:
         return result
 
     @torch.no_grad()
-    def _score(self, x, weight, rows, x_val, weight_val, keep_rows=False) -> tuple[float, Tensor | None]:
-        """The monitored score of the current model (before any epoch), and its validation rows' values."""
-        row_log_probs = None
+    def _score(self, x, weight, rows, x_val, weight_val) -> float:
+        """The monitored score of the current model (before any epoch)."""
         if x_val is not None:
-            score, row_log_probs = _mean_log_prob(self.model, x_val, weight_val, EVAL_CHUNK, keep_rows)
+            score = mean_log_prob(self.model, x_val, weight_val)
         else:
             param = next(self.model.parameters())
             xt = x[rows].to(device=param.device, dtype=param.dtype)
             wt = None if weight is None else weight[rows].to(device=param.device, dtype=param.dtype)
             score = mean_log_prob(self.model, xt, wt)
         # A starting model with a non-finite score is replaced by the first finite epoch.
-        return (score, row_log_probs) if math.isfinite(score) else (-math.inf, None)
+        return score if math.isfinite(score) else -math.inf

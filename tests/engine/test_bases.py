@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from skflow.engine import ActNorm, Compose, Flow, Trainer, TrainingStatus
-from skflow.engine.training import mean_log_prob
 from skflow.engine.bases import (
     GaussianMixtureBase,
     KernelDensityBase,
@@ -254,54 +253,6 @@ def test_trainer_scores_the_starting_model_and_keeps_it_when_training_hurts():
     assert result.initial_score == result.best_score > max(result.validation_scores)
     for k, v in flow.state_dict().items():
         torch.testing.assert_close(v, start[k], rtol=0, atol=0)
-
-
-def _stalling_fit(give_up, give_up_after=3):
-    """An ActNorm trained with tol=0 (every better epoch resets the patience): it stalls after epoch 4."""
-    g = torch.Generator().manual_seed(0)
-    x = 3 * torch.randn(512, 2, generator=g, dtype=D) + 1
-    x_val = 3 * torch.randn(128, 2, generator=g, dtype=D) + 1
-    flow = Flow(ActNorm(2), 2).double()
-    result = Trainer(flow, learning_rate=5e-2).fit(
-        x, x_val=x_val, max_iter=80, batch_size=64, n_iter_no_change=15, tol=0.0,
-        generator=torch.Generator().manual_seed(1), give_up=give_up, give_up_after=give_up_after,
-    )
-    return flow, x_val, result
-
-
-def test_trainer_gives_up_a_stalled_run_only_when_asked():
-    _, _, plain = _stalling_fit(None)
-    calls = []
-
-    def never(rows):
-        calls.append(rows.clone())
-        return False
-
-    _, _, asked = _stalling_fit(never)
-    # Being asked and saying no changes nothing.
-    assert asked.validation_scores == plain.validation_scores and asked.status is plain.status
-    # Each call gets the best state's log-likelihood of every validation row.
-    assert calls and all(rows.shape == (128,) for rows in calls)
-    assert calls[-1].mean().item() == pytest.approx(asked.best_score, rel=1e-12)
-    flow, x_val, quit_ = _stalling_fit(lambda rows: True)
-    assert quit_.status is TrainingStatus.GAVE_UP
-    # It stops at the first epoch that makes 3 without improvement, and keeps the best state.
-    assert quit_.n_iter == quit_.best_epoch + 3 < plain.n_iter
-    assert quit_.validation_scores == plain.validation_scores[: quit_.n_iter]
-    assert mean_log_prob(flow, x_val) == pytest.approx(quit_.best_score, rel=1e-12)
-
-
-def test_trainer_without_validation_rows_never_asks_to_give_up():
-    x = 3 * torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=D) + 1
-    flow = Flow(ActNorm(2), 2).double()
-
-    def fail(rows):
-        raise AssertionError("asked without validation rows")
-
-    result = Trainer(flow, learning_rate=1e-2).fit(
-        x, max_iter=30, batch_size=64, n_iter_no_change=25, give_up=fail, give_up_after=1
-    )
-    assert result.status is not TrainingStatus.GAVE_UP
 
 
 def test_trainer_keeps_its_optimiser_state_across_calls():
